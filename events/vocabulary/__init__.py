@@ -1,0 +1,61 @@
+"""Every event type, by name. The class name is the contract's ``type``."""
+
+from __future__ import annotations
+
+from events.vocabulary.alerting import (
+    AlertAcknowledged,
+    AlertCancelled,
+    AlertEscalated,
+    AlertFailed,
+    AlertRaised,
+    AlertSent,
+)
+from events.vocabulary.common import EventData, ImagingLesion, Lesion
+from events.vocabulary.corrections import EntryCorrected, EntryVoided
+from events.vocabulary.labs import UNITS, LabResultRecorded, to_canonical
+from events.vocabulary.observations import BiopsyRecorded, ImagingRecorded, VisitRecorded
+from events.vocabulary.patient import (
+    ComorbidityRecorded,
+    DiagnosisAssessed,
+    JanssonCriteria,
+    PatientEnrolled,
+    ProcedureRecorded,
+)
+from events.vocabulary.treatment import (
+    AdverseEventRecorded,
+    InfusionAdministered,
+    MedicationChanged,
+    MedicationStarted,
+    MedicationStopped,
+)
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    cls.__name__: cls
+    for cls in (
+        PatientEnrolled, DiagnosisAssessed, VisitRecorded, LabResultRecorded, ImagingRecorded,
+        BiopsyRecorded, ComorbidityRecorded, MedicationStarted, MedicationChanged,
+        MedicationStopped, InfusionAdministered, AdverseEventRecorded, ProcedureRecorded,
+        EntryVoided, EntryCorrected,
+        AlertRaised, AlertSent, AlertFailed, AlertEscalated, AlertAcknowledged, AlertCancelled,
+    )
+}
+
+
+def data_class_for(event_type: str) -> type[EventData]:
+    """The data model of a type name (KeyError for an unknown one)."""
+    return EVENT_TYPES[event_type]
+
+
+IMPORTABLE_TYPES: dict[str, type[EventData]] = {
+    name: cls for name, cls in EVENT_TYPES.items() if cls.importable
+}
+
+__all__ = [
+    "EVENT_TYPES", "IMPORTABLE_TYPES", "UNITS",
+    "AdverseEventRecorded", "AlertAcknowledged", "AlertCancelled", "AlertEscalated",
+    "AlertFailed", "AlertRaised", "AlertSent", "BiopsyRecorded", "ComorbidityRecorded",
+    "DiagnosisAssessed", "EntryCorrected", "EntryVoided", "EventData", "ImagingLesion",
+    "ImagingRecorded", "InfusionAdministered", "JanssonCriteria", "LabResultRecorded", "Lesion",
+    "MedicationChanged", "MedicationStarted", "MedicationStopped", "PatientEnrolled",
+    "ProcedureRecorded", "VisitRecorded", "data_class_for", "to_canonical",
+]

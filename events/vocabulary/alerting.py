@@ -1,0 +1,59 @@
+"""What the alert worker did: appended so an audit shows who was told what, and when.
+
+These are written by the system, never imported from outside."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from events.vocabulary.common import EventData
+
+Severity = Literal["info", "warning", "urgent"]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _AlertEvent(EventData):
+    importable = False
+    alert_id: ShortText
+
+
+class AlertRaised(_AlertEvent):
+    kind: ShortText
+    severity: Severity
+    due_at: datetime
+    dedupe_key: ShortText
+    cause_event_ids: list[str] = Field(default_factory=list)
+    rule: ShortText | None = None
+
+
+class AlertSent(_AlertEvent):
+    channel: ShortText
+    recipient: ShortText  # a staff id from the roster, never a phone number or address
+    provider_id: ShortText | None = None
+    attempt: int = 1
+
+
+class AlertFailed(_AlertEvent):
+    channel: ShortText
+    recipient: ShortText
+    error: Annotated[str, Field(max_length=500)]
+    permanent: bool
+    outcome_unknown: bool = False
+    attempt: int = 1
+
+
+class AlertEscalated(_AlertEvent):
+    to_role: ShortText
+    level: int
+
+
+class AlertAcknowledged(_AlertEvent):
+    by: ShortText
+    note: Annotated[str, Field(max_length=500)] | None = None
+
+
+class AlertCancelled(_AlertEvent):
+    reason: ShortText

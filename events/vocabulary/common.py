@@ -1,0 +1,119 @@
+"""Shared building blocks of the event vocabulary."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator
+
+PATIENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_patient_ref(value: str) -> str:
+    """A pseudonymous reference: the contract's pattern, and at least one digit.
+
+    References made only of letters (``maria.lopez``, ``Garcia``) have the shape of a
+    name; a pseudonymous reference from a registry always carries a number.
+    """
+    if not isinstance(value, str) or not PATIENT_RE.match(value):
+        raise ValueError(
+            "must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ (letters, digits, '.', '_', '-')")
+    if not any(c.isdigit() for c in value):
+        raise ValueError(
+            "looks like a name: a pseudonymous reference must contain a digit (e.g. P0007)")
+    return value
+
+
+PatientRef = Annotated[str, PlainValidator(check_patient_ref)]
+
+
+def _parse_date(value: Any) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("must be an ISO 8601 date (YYYY-MM-DD)")
+
+
+ClinicalDate = Annotated[date, PlainValidator(_parse_date)]
+
+
+def parse_when(value: Any) -> date | datetime:
+    """An ISO 8601 local date, or a datetime that carries its UTC offset."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("a datetime needs a UTC offset (e.g. 2015-03-02T09:30:00+01:00)")
+        return value
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        if len(value) == 10:
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                pass
+        else:
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                parsed = None
+            if parsed is not None:
+                if parsed.tzinfo is None:
+                    raise ValueError(
+                        "a datetime needs a UTC offset (e.g. 2015-03-02T09:30:00+01:00)")
+                return parsed
+    raise ValueError("must be an ISO 8601 date (2015-03-02) or datetime with offset")
+
+
+When = Annotated[date | datetime, PlainValidator(parse_when)]
+
+Site = Literal[
+    "clavicle", "sternum", "rib", "spine", "sacrum", "pelvis", "femur", "tibia", "fibula",
+    "talus", "calcaneus", "metatarsal", "humerus", "radius", "ulna", "hand", "mandible", "other",
+]
+Side = Literal["left", "right", "midline"]
+Drug = Literal[
+    "ibuprofen", "naproxen", "prednisone", "methotrexate", "adalimumab", "infliximab",
+    "etanercept", "pamidronate", "zoledronic_acid", "calcium", "vitamin_d", "antibiotic",
+    "paracetamol", "other",
+]
+
+Text = Annotated[str, Field(min_length=1, max_length=500)]
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+def _finite(value: float) -> float:
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("must be a finite number")
+    return value
+
+
+Number = Annotated[float, AfterValidator(_finite)]
+PositiveNumber = Annotated[float, Field(gt=0), AfterValidator(_finite)]
+
+
+class EventData(BaseModel):
+    """Base of every event's ``data``: strict, immutable, unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    #: the schema version written today; older payloads are upcast before validation
+    schema_version: ClassVar[int] = 1
+    #: whether ``cno-tracker import`` and ``record`` accept this type from outside
+    importable: ClassVar[bool] = True
+
+
+class Lesion(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    site: Site
+    side: Side | None = None
+
+
+class ImagingLesion(Lesion):
+    active: bool | None = None
+    findings: list[Text] = Field(default_factory=list, max_length=20)

@@ -1,0 +1,1 @@
+"""The clinical core: protocol settings, projections, status, commands and the CLI."""
