@@ -1,0 +1,1 @@
+"""Pure projections folded over a patient's facts (tracker.facts)."""

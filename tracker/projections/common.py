@@ -1,0 +1,58 @@
+"""Small shared pieces of the projections: date arithmetic and result records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from dateutil.relativedelta import relativedelta
+
+
+def add_months(d: date, months: int) -> date:
+    """Calendar months with end-of-month clamping: 31 Aug + 6 months = 28/29 Feb."""
+    result: date = d + relativedelta(months=months)
+    return result
+
+
+def r3(x: float) -> float:
+    """Numbers in the contract are plain JSON numbers rounded to 3 decimals."""
+    return round(x + 0.0, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """An immediate fact that needs a person (interchange: finding kinds)."""
+
+    kind: str
+    on: date
+    event_id: str | None
+    detail: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "on": self.on.isoformat(), "event_id": self.event_id,
+                "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class Deviation:
+    """A departure from the protocol, naming the event (interchange: deviation kinds)."""
+
+    event_id: str
+    kind: str
+    detail: str
+    on: date
+
+    def as_json(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "kind": self.kind, "detail": self.detail,
+                "on": self.on.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why a state, deviation or due item holds: words a clinician can check, and the
+    events they rest on (for ``cno-tracker explain``)."""
+
+    subject: str
+    text: str
+    event_ids: tuple[str, ...] = field(default_factory=tuple)
