@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from events.envelope import canonical_json
 from events.vocabulary import EntryCorrected, EntryVoided, EventData, data_class_for
 
 
@@ -77,7 +78,7 @@ def facts(events: Iterable[LoggedEvent], *, at: date | None = None,
         by = None
         if e.event_id in corrected:
             by, replacement = corrected[e.event_id]
-            data = data_class_for(e.type).model_validate(replacement, strict=False)
+            data = data_class_for(e.type).model_validate_json(canonical_json(replacement))
         out.append(Fact(e.event_id, e.type, data, e.occurred_at, e.occurred_on,
                         e.recorded_at, e.recorded_by, e.position, by))
     out.sort(key=lambda f: (f.occurred_at, f.position))

@@ -6,7 +6,7 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 PATIENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -26,7 +26,7 @@ def check_patient_ref(value: str) -> str:
     return value
 
 
-PatientRef = Annotated[str, PlainValidator(check_patient_ref)]
+PatientRef = Annotated[str, BeforeValidator(check_patient_ref)]
 
 
 def _parse_date(value: Any) -> date:
@@ -40,7 +40,7 @@ def _parse_date(value: Any) -> date:
     raise ValueError("must be an ISO 8601 date (YYYY-MM-DD)")
 
 
-ClinicalDate = Annotated[date, PlainValidator(_parse_date)]
+ClinicalDate = Annotated[date, BeforeValidator(_parse_date)]
 
 
 def parse_when(value: Any) -> date | datetime:
@@ -70,7 +70,7 @@ def parse_when(value: Any) -> date | datetime:
     raise ValueError("must be an ISO 8601 date (2015-03-02) or datetime with offset")
 
 
-When = Annotated[date | datetime, PlainValidator(parse_when)]
+When = Annotated[date | datetime, BeforeValidator(parse_when)]
 
 Site = Literal[
     "clavicle", "sternum", "rib", "spine", "sacrum", "pelvis", "femur", "tibia", "fibula",

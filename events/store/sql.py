@@ -1,0 +1,359 @@
+"""The append-only event store.
+
+Guarantees
+- **Optimistic concurrency**: ``(stream, version)`` is unique; ``append`` checks the
+  caller's expected version and a concurrent writer that got there first makes the
+  database refuse the insert, which surfaces as :class:`ConcurrencyConflict`.
+- **Append only**: triggers (see tables.py, created by the migrations) refuse UPDATE,
+  DELETE (and TRUNCATE on PostgreSQL) of events.
+- **Hash chain**: each event's ``hash`` is SHA-256 over the previous event's hash in its
+  stream and the canonical JSON of everything stored; :meth:`verify` recomputes it.
+- **No reader skips an event** (PostgreSQL): positions come from a sequence, so they are
+  taken in one order and committed in another. Every row also stores the id of the
+  transaction that wrote it (``tx``). Readers follow the pair ``(tx, position)`` and read
+  only rows whose ``tx`` is below the oldest transaction still running
+  (``pg_snapshot_xmin``). Every transaction below that bound has ended, and a transaction
+  that starts later gets a larger id, so no row can ever appear behind a reader's
+  checkpoint: the readable log only grows at its end. Writers take no lock. On SQLite the
+  database lock serialises writers, so positions are already in commit order (``tx`` is 0).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, insert, literal_column, select, tuple_
+from sqlalchemy.exc import IntegrityError
+
+from events.envelope import (
+    GENESIS,
+    NewEvent,
+    RecordedEvent,
+    canonical_json,
+    chain_hash,
+    content_hash,
+    decode_data,
+    dump_data,
+)
+from events.errors import (
+    ConcurrencyConflict,
+    DuplicateIdempotencyKey,
+    EventError,
+    StoreError,
+)
+from events.store.tables import events as T
+
+_CHUNK = 500
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Checkpoint:
+    """Where a reader of the whole log stands: ``(tx, position)``, compared as a pair."""
+
+    tx: int
+    position: int
+
+    def __str__(self) -> str:
+        return f"{self.tx}:{self.position}"
+
+    @classmethod
+    def parse(cls, text: str) -> Checkpoint:
+        tx, _, pos = text.partition(":")
+        return cls(int(tx), int(pos))
+
+
+START = Checkpoint(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    stream: str
+    version: int
+    event_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.stream} v{self.version} ({self.event_id}): {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    version: int
+    hash: str
+
+
+_COLUMNS = (T.c.position, T.c.tx, T.c.event_id, T.c.stream, T.c.version, T.c.type,
+            T.c.schema_version, T.c.occurred_at, T.c.occurred_on, T.c.recorded_at,
+            T.c.recorded_by, T.c.idempotency_key, T.c.data, T.c.hash)
+
+
+def _row_to_event(row: Any) -> RecordedEvent:
+    return RecordedEvent(*row)
+
+
+class Writer:
+    """Appends inside one transaction (see :meth:`EventStore.transaction`)."""
+
+    def __init__(self, store: EventStore, conn: Connection) -> None:
+        self.store = store
+        self.conn = conn
+        self.heads: dict[str, Head] = {}
+
+    def head(self, stream: str) -> Head:
+        if stream in self.heads:
+            return self.heads[stream]
+        return self.store.head(stream, conn=self.conn)
+
+    def append(self, stream: str, expected_version: int, new: Sequence[NewEvent], *,
+               returning: bool = True) -> list[RecordedEvent]:
+        if not new:
+            return []
+        head = self.head(stream)
+        if head.version != expected_version:
+            raise ConcurrencyConflict(stream, expected_version, head.version)
+        rows = []
+        prev = head.hash
+        for i, e in enumerate(new, start=1):
+            version = expected_version + i
+            data_json = canonical_json(dump_data(e.data))
+            schema_version = type(e.data).schema_version
+            h = chain_hash(prev, event_id=e.event_id, stream=stream, version=version,
+                           event_type=e.type, schema_version=schema_version,
+                           occurred_at=e.occurred_at, occurred_on=e.occurred_on,
+                           recorded_at=e.recorded_at, recorded_by=e.recorded_by,
+                           idempotency_key=e.idempotency_key, data_json=data_json)
+            rows.append({
+                "event_id": e.event_id, "stream": stream, "version": version, "type": e.type,
+                "schema_version": schema_version, "occurred_at": e.occurred_at,
+                "occurred_on": e.occurred_on, "recorded_at": e.recorded_at,
+                "recorded_by": e.recorded_by, "idempotency_key": e.idempotency_key,
+                "content_hash": content_hash(e.type, stream, e.occurred_at, data_json),
+                "data": data_json.decode(), "hash": h,
+            })
+            prev = h
+        stmt = insert(T).values(tx=self.store.tx_expression)
+        try:
+            if returning:
+                result = self.conn.execute(
+                    stmt.returning(T.c.position, T.c.tx, sort_by_parameter_order=True), rows)
+                keys = result.all()
+            else:
+                self.conn.execute(stmt, rows)
+                keys = []
+        except IntegrityError as exc:
+            self.store.forget(stream)
+            text = str(exc.orig).lower()
+            if "idempotency" in text:
+                key = next((r["idempotency_key"] for r in rows if r["idempotency_key"]), "?")
+                raise DuplicateIdempotencyKey(str(key)) from None
+            if "version" in text or "stream" in text:
+                raise ConcurrencyConflict(stream, expected_version, None) from None
+            raise StoreError(f"the store refused the append: {exc.orig}") from None
+        self.heads[stream] = Head(expected_version + len(new), prev)
+        out = []
+        for row, key in zip(rows, keys, strict=False):
+            out.append(RecordedEvent(
+                key[0], key[1], row["event_id"], stream, row["version"], row["type"],
+                row["schema_version"], row["occurred_at"], row["occurred_on"],
+                row["recorded_at"], row["recorded_by"], row["idempotency_key"], row["data"],
+                row["hash"]))
+        return out
+
+
+class EventStore:
+    def __init__(self, engine: Engine, *, head_cache_size: int = 50_000) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.is_postgres = self.dialect == "postgresql"
+        self.tx_expression = literal_column(
+            "pg_current_xact_id()::text::bigint" if self.is_postgres else "0")
+        self._heads: OrderedDict[str, Head] = OrderedDict()
+        self._head_cache_size = head_cache_size
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ writing
+    @contextmanager
+    def transaction(self) -> Iterator[Writer]:
+        """One all-or-nothing transaction for any number of appends."""
+        with self.engine.connect() as conn:
+            if not self.is_postgres:
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            writer = Writer(self, conn)
+            try:
+                with conn.begin():
+                    yield writer
+            except BaseException:
+                for stream in writer.heads:
+                    self.forget(stream)
+                raise
+        self._remember(writer.heads)
+
+    def append(self, stream: str, expected_version: int,
+               new: Sequence[NewEvent]) -> list[RecordedEvent]:
+        """Append a batch to one stream in one transaction; returns the stored events."""
+        with self.transaction() as w:
+            return w.append(stream, expected_version, new)
+
+    # ------------------------------------------------------------------ heads
+    def head(self, stream: str, *, conn: Connection | None = None) -> Head:
+        with self._lock:
+            cached = self._heads.get(stream)
+        if cached is not None:
+            return cached
+        q = (select(T.c.version, T.c.hash).where(T.c.stream == stream)
+             .order_by(T.c.version.desc()).limit(1))
+        rows = conn.execute(q).all() if conn is not None else self._read(q)
+        row = rows[0] if rows else None
+        return Head(row[0], row[1]) if row else Head(0, GENESIS)
+
+    def stream_version(self, stream: str) -> int:
+        return self.head(stream).version
+
+    def stream_versions(self, streams: Iterable[str], *,
+                        conn: Connection | None = None) -> dict[str, int]:
+        names = sorted(set(streams))
+        out: dict[str, int] = {}
+        for i in range(0, len(names), _CHUNK):
+            chunk = names[i:i + _CHUNK]
+            q = (select(T.c.stream, func.max(T.c.version)).where(T.c.stream.in_(chunk))
+                 .group_by(T.c.stream))
+            rows = conn.execute(q) if conn is not None else self._read(q)
+            out.update({s: v for s, v in rows})
+        return out
+
+    def forget(self, stream: str) -> None:
+        with self._lock:
+            self._heads.pop(stream, None)
+
+    def _remember(self, heads: dict[str, Head]) -> None:
+        with self._lock:
+            for stream, head in heads.items():
+                self._heads[stream] = head
+                self._heads.move_to_end(stream)
+            while len(self._heads) > self._head_cache_size:
+                self._heads.popitem(last=False)
+
+    # ------------------------------------------------------------------ reading
+    def _read(self, query: Any) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(query).all()
+
+    def read_stream(self, stream: str, *, known_at: datetime | None = None) -> list[RecordedEvent]:
+        q = select(*_COLUMNS).where(T.c.stream == stream).order_by(T.c.version)
+        if known_at is not None:
+            q = q.where(T.c.recorded_at <= known_at)
+        events = [_row_to_event(r) for r in self._read(q)]
+        if known_at is None:
+            self._remember({stream: Head(events[-1].version, events[-1].hash)} if events else {})
+        return events
+
+    def read_streams(self, streams: Iterable[str]) -> dict[str, list[RecordedEvent]]:
+        names = sorted(set(streams))
+        out: dict[str, list[RecordedEvent]] = {s: [] for s in names}
+        for i in range(0, len(names), _CHUNK):
+            q = (select(*_COLUMNS).where(T.c.stream.in_(names[i:i + _CHUNK]))
+                 .order_by(T.c.stream, T.c.version))
+            for r in self._read(q):
+                out[r.stream].append(_row_to_event(r))
+        return out
+
+    def read_batch(self, after: Checkpoint = START, limit: int = 1000, *,
+                   conn: Connection | None = None) -> list[RecordedEvent]:
+        """The next events after ``after`` in the order every reader follows."""
+        q = select(*_COLUMNS)
+        if self.is_postgres:
+            q = q.where(and_(
+                tuple_(T.c.tx, T.c.position) > tuple_(after.tx, after.position),
+                T.c.tx < literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint"),
+            )).order_by(T.c.tx, T.c.position)
+        else:
+            q = q.where(T.c.position > after.position).order_by(T.c.position)
+        q = q.limit(limit)
+        rows = conn.execute(q).all() if conn is not None else self._read(q)
+        return [_row_to_event(r) for r in rows]
+
+    def read_all(self, after: Checkpoint = START, *, batch_size: int = 2000,
+                 known_at: datetime | None = None) -> Iterator[RecordedEvent]:
+        """Every event after ``after``, streamed in batches: memory stays flat."""
+        checkpoint = after
+        while True:
+            batch = self.read_batch(checkpoint, batch_size)
+            if not batch:
+                return
+            for e in batch:
+                if known_at is None or e.recorded_at <= known_at:
+                    yield e
+            checkpoint = Checkpoint(batch[-1].tx, batch[-1].position)
+
+    def get_events(self, event_ids: Iterable[str]) -> dict[str, RecordedEvent]:
+        ids = sorted(set(event_ids))
+        out: dict[str, RecordedEvent] = {}
+        for i in range(0, len(ids), _CHUNK):
+            q = select(*_COLUMNS).where(T.c.event_id.in_(ids[i:i + _CHUNK]))
+            out.update({r.event_id: _row_to_event(r) for r in self._read(q)})
+        return out
+
+    def find_idempotency_keys(self, keys: Iterable[str]) -> dict[str, tuple[str, str, str]]:
+        """key -> (content_hash, event_id, stream) for keys already stored."""
+        wanted = sorted(set(keys))
+        out: dict[str, tuple[str, str, str]] = {}
+        for i in range(0, len(wanted), _CHUNK):
+            q = (select(T.c.idempotency_key, T.c.content_hash, T.c.event_id, T.c.stream)
+                 .where(T.c.idempotency_key.in_(wanted[i:i + _CHUNK])))
+            out.update({r[0]: (r[1], r[2], r[3]) for r in self._read(q)})
+        return out
+
+    def streams(self) -> list[str]:
+        return [r[0] for r in self._read(select(T.c.stream).distinct().order_by(T.c.stream))]
+
+    def count(self) -> int:
+        return int(self._read(select(func.count()).select_from(T))[0][0])
+
+    # ------------------------------------------------------------------ audit
+    def verify(self, *, batch_size: int = 2000) -> list[ChainBreak]:
+        """Recompute every stream's hash chain; name each event that no longer matches."""
+        breaks: list[ChainBreak] = []
+        last: tuple[str, int] = ("", 0)
+        prev_hash = GENESIS
+        while True:
+            q = (select(*_COLUMNS, T.c.content_hash)
+                 .where(tuple_(T.c.stream, T.c.version) > tuple_(*last))
+                 .order_by(T.c.stream, T.c.version).limit(batch_size))
+            rows = self._read(q)
+            if not rows:
+                return breaks
+            for r in rows:
+                if r.stream != last[0]:
+                    prev_hash, expected_version = GENESIS, 1
+                else:
+                    expected_version = last[1] + 1
+                if r.version != expected_version:
+                    breaks.append(ChainBreak(r.stream, r.version, r.event_id,
+                                             f"version gap: expected {expected_version}"))
+                data_json = r.data.encode()
+                recomputed = chain_hash(
+                    prev_hash, event_id=r.event_id, stream=r.stream, version=r.version,
+                    event_type=r.type, schema_version=r.schema_version,
+                    occurred_at=r.occurred_at, occurred_on=r.occurred_on,
+                    recorded_at=r.recorded_at, recorded_by=r.recorded_by,
+                    idempotency_key=r.idempotency_key, data_json=data_json)
+                if recomputed != r.hash:
+                    breaks.append(ChainBreak(r.stream, r.version, r.event_id,
+                                             "content does not match its hash"))
+                elif r.content_hash != content_hash(r.type, r.stream, r.occurred_at, data_json):
+                    breaks.append(ChainBreak(r.stream, r.version, r.event_id,
+                                             "content hash does not match"))
+                else:
+                    try:
+                        decode_data(r.type, r.schema_version, data_json)
+                    except (EventError, ValueError) as exc:
+                        breaks.append(ChainBreak(r.stream, r.version, r.event_id,
+                                                 f"payload no longer decodes: {exc}"))
+                prev_hash = r.hash
+                last = (r.stream, r.version)

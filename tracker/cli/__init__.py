@@ -1,0 +1,1 @@
+"""The ``cno-tracker`` command line."""

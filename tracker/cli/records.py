@@ -1,0 +1,175 @@
+"""Writing: ``import``, ``record`` and the friendly daily commands (visit, lab, infusion)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import click
+import orjson
+
+from tracker.cli.common import State, handles_errors, pass_state
+from tracker.importing import ImportReport, import_lines
+
+PROGRESS_MIN_BYTES = 1_000_000
+
+
+def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+    yield from stream
+
+
+def _run_import(state: State, lines: Any, *, by: str, dry_run: bool,
+                total: int | None = None) -> ImportReport:
+    app = state.app()
+    if total:
+        with click.progressbar(length=total, label="validating", file=sys.stderr) as bar:
+            def tick(_n: int) -> None:
+                bar.update(1)
+            return import_lines(lines, app.store, clock=app.clock, protocol=app.protocol,
+                                default_by=by, dry_run=dry_run, on_line=tick)
+    return import_lines(lines, app.store, clock=app.clock, protocol=app.protocol,
+                        default_by=by, dry_run=dry_run)
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(allow_dash=True, dir_okay=False, path_type=Path))
+@click.option("--by", default="import", show_default=True,
+              help="who entered the events, for lines without recorded_by")
+@click.option("--dry-run", is_flag=True, help="validate everything, write nothing")
+@pass_state
+@handles_errors
+def import_cmd(state: State, file: Path, by: str, dry_run: bool) -> None:
+    """Import events from a JSON Lines FILE ('-' for standard input): all or nothing."""
+    if str(file) == "-":
+        report = _run_import(state, _lines(sys.stdin.buffer), by=by, dry_run=dry_run)
+    else:
+        if not file.exists():
+            raise click.BadParameter(f"{file} does not exist", param_hint="FILE")
+        total = None
+        if file.stat().st_size >= PROGRESS_MIN_BYTES:
+            with file.open("rb") as fh:
+                total = sum(1 for _ in fh)
+        with file.open("rb") as fh:
+            report = _run_import(state, _lines(fh), by=by, dry_run=dry_run, total=total)
+    click.echo(report.summary())
+
+
+def record_one(state: State, event_type: str, patient: str, when: str, data: dict[str, Any],
+               *, by: str | None, key: str | None) -> None:
+    line: dict[str, Any] = {"type": event_type, "patient": patient, "occurred_at": when,
+                            "data": data}
+    if by:
+        line["recorded_by"] = by
+    if key:
+        line["idempotency_key"] = key
+    report = _run_import(state, [orjson.dumps(line)], by=by or "cli", dry_run=False)
+    if report.written:
+        click.echo(f"recorded {event_type} for {patient}: {report.event_ids[0]}")
+    else:
+        click.echo(f"already recorded (idempotency key {key!r}); nothing written")
+
+
+_common = [
+    click.option("--at", "when", required=True,
+                 help="when it happened: a local date (2015-03-02) or datetime with offset"),
+    click.option("--by", default=None, help="who is recording it"),
+    click.option("--key", default=None, help="idempotency key (re-running changes nothing)"),
+]
+
+
+def common_options(fn: Any) -> Any:
+    for option in reversed(_common):
+        fn = option(fn)
+    return fn
+
+
+@click.command("record")
+@click.argument("event_type", metavar="TYPE")
+@click.argument("patient")
+@common_options
+@click.option("--data", "data_json", required=True, help="the type's data as a JSON object")
+@pass_state
+@handles_errors
+def record_cmd(state: State, event_type: str, patient: str, when: str, by: str | None,
+               key: str | None, data_json: str) -> None:
+    """Record one event of TYPE for PATIENT (the same validation as import)."""
+    try:
+        data = orjson.loads(data_json)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
+    record_one(state, event_type, patient, when, data, by=by, key=key)
+
+
+def _flag(value: bool | None) -> bool:
+    return bool(value)
+
+
+@click.command("visit")
+@click.argument("patient")
+@common_options
+@click.option("--pain/--no-pain", default=False)
+@click.option("--swelling/--no-swelling", default=False)
+@click.option("--limitation/--no-limitation", "functional_limitation", default=False,
+              help="functional limitation")
+@click.option("--fever/--no-fever", default=None)
+@click.option("--active/--not-active", "physician_global_active", default=None,
+              help="physician's global assessment of activity")
+@click.option("--pain-score", type=click.IntRange(0, 10), default=None)
+@click.option("--symptom-free-since", default=None, help="date symptoms stopped")
+@click.option("--lesion", "lesions", multiple=True,
+              help="an active lesion as SITE or SITE:SIDE (repeatable)")
+@click.option("--weight", "weight_kg", type=float, default=None, help="kg")
+@click.option("--height", "height_cm", type=float, default=None, help="cm")
+@pass_state
+@handles_errors
+def visit_cmd(state: State, patient: str, when: str, by: str | None, key: str | None,
+              **fields: Any) -> None:
+    """Record a clinic visit for PATIENT."""
+    lesions = []
+    for item in fields.pop("lesions"):
+        site, _, side = item.partition(":")
+        lesions.append({"site": site, **({"side": side} if side else {})})
+    data = {k: v for k, v in fields.items() if v is not None}
+    if lesions:
+        data["active_lesions"] = lesions
+    record_one(state, "VisitRecorded", patient, when, data, by=by, key=key)
+
+
+@click.command("lab")
+@click.argument("patient")
+@click.argument("analyte")
+@click.argument("value", type=float)
+@click.argument("unit")
+@common_options
+@click.option("--loinc", default=None)
+@pass_state
+@handles_errors
+def lab_cmd(state: State, patient: str, analyte: str, value: float, unit: str, when: str,
+            by: str | None, key: str | None, loinc: str | None) -> None:
+    """Record a lab result: PATIENT ANALYTE VALUE UNIT (--at is the collection time)."""
+    data: dict[str, Any] = {"analyte": analyte, "value": value, "unit": unit}
+    if loinc:
+        data["loinc"] = loinc
+    record_one(state, "LabResultRecorded", patient, when, data, by=by, key=key)
+
+
+@click.command("infusion")
+@click.argument("patient")
+@click.option("--dose-mg", type=float, required=True)
+@click.option("--weight-kg", type=float, required=True)
+@click.option("--drug", default="pamidronate", show_default=True,
+              type=click.Choice(["pamidronate", "zoledronic_acid", "infliximab"]))
+@click.option("--course", "course_id", default=None)
+@click.option("--paracetamol/--no-paracetamol", "premedication_paracetamol", default=None)
+@click.option("--hours", "duration_hours", type=float, default=None)
+@click.option("--diluent-ml", type=float, default=None)
+@common_options
+@pass_state
+@handles_errors
+def infusion_cmd(state: State, patient: str, when: str, by: str | None, key: str | None,
+                 **fields: Any) -> None:
+    """Record an infusion given to PATIENT."""
+    data = {k: v for k, v in fields.items() if v is not None}
+    record_one(state, "InfusionAdministered", patient, when, data, by=by, key=key)

@@ -1,0 +1,45 @@
+"""The audit view of one patient: every event in clinical order, with void and
+correction marks as known at an instant."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from events.envelope import RecordedEvent
+from events.vocabulary import EntryCorrected, EntryVoided
+
+
+def timeline(events: Sequence[RecordedEvent], *, known_at: datetime | None = None
+             ) -> list[dict[str, Any]]:
+    known = [e for e in events if known_at is None or e.recorded_at <= known_at]
+    voided_by: dict[str, str] = {}
+    corrected_by: dict[str, str] = {}
+    for e in sorted(known, key=lambda e: e.position):
+        if isinstance(e.data, EntryVoided):
+            voided_by[e.data.target_event_id] = e.event_id
+        elif isinstance(e.data, EntryCorrected):
+            corrected_by[e.data.target_event_id] = e.event_id
+    rows = []
+    for e in sorted(known, key=lambda e: (e.occurred_at, e.position)):
+        row = e.as_dict()
+        row["voided"] = e.event_id in voided_by
+        row["voided_by"] = voided_by.get(e.event_id)
+        row["corrected_by"] = corrected_by.get(e.event_id)
+        rows.append(row)
+    return rows
+
+
+def describe(row: dict[str, Any]) -> str:
+    marks = []
+    if row["voided"]:
+        marks.append(f"VOIDED by {row['voided_by']}")
+    if row["corrected_by"]:
+        marks.append(f"corrected by {row['corrected_by']}")
+    data = ", ".join(f"{k}={v}" for k, v in row["data"].items()
+                     if k not in ("canonical_value", "canonical_unit"))
+    tail = f"  [{'; '.join(marks)}]" if marks else ""
+    return (f"{row['occurred_on']}  {row['type']:<22} {data}  "
+            f"(by {row['recorded_by']}, recorded {row['recorded_at'][:19]}Z, "
+            f"id {row['event_id'][:8]}){tail}")
