@@ -22,7 +22,7 @@ def _line_model(name: str, data_cls: type[EventData]) -> Any:
     return create_model(
         f"{name}Line",
         __config__=ConfigDict(extra="forbid", strict=True, frozen=True),
-        type=(Literal[name], ...),  # type: ignore[valid-type]
+        type=(Literal[name], ...),  # type: ignore[arg-type]
         patient=(PatientRef, ...),
         occurred_at=(When, ...),
         recorded_by=(ByWho | None, None),
@@ -33,7 +33,7 @@ def _line_model(name: str, data_cls: type[EventData]) -> Any:
 
 LINE_MODELS = {name: _line_model(name, cls) for name, cls in IMPORTABLE_TYPES.items()}
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(
-    Annotated[Union[tuple(LINE_MODELS.values())], Field(discriminator="type")]  # noqa: UP007
+    Annotated[Union[tuple(LINE_MODELS.values())], Field(discriminator="type")]  # type: ignore[arg-type]  # noqa: UP007
 )
 TYPE_LIST = ", ".join(sorted(IMPORTABLE_TYPES))
 

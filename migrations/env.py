@@ -8,8 +8,8 @@ import os
 from alembic import context
 from sqlalchemy import Connection, text
 
-from tracker.schema import metadata
 from events.store.engine import make_engine
+from tracker.schema import metadata
 
 MIGRATION_LOCK_KEY = 0x434E4F5452  # "CNOTR"
 

@@ -36,7 +36,7 @@ def _pg_available() -> str | None:
                 conn.execute(text("SELECT 1"))
             engine.dispose()
             _pg_state["reason"] = None
-        except Exception as exc:  # noqa: BLE001 - any failure means "not available"
+        except Exception as exc:
             _pg_state["reason"] = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}"
     return _pg_state["reason"]  # type: ignore[return-value]
 

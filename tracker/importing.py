@@ -74,7 +74,7 @@ def import_lines(lines: Iterable[bytes | str], store: EventStore, *, clock: Cloc
         if on_line is not None:
             on_line(number)
         report.lines = number
-        if not (raw.strip() if isinstance(raw, str) else raw.strip()):
+        if not raw.strip():
             continue
         try:
             decoded.append((number, decode_line(raw, number)))

@@ -28,8 +28,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, literal_column, select, tuple_
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    tuple_,
+)
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnClause
 
 from events.envelope import (
     GENESIS,
@@ -117,7 +128,7 @@ class Writer:
         head = self.head(stream)
         if head.version != expected_version:
             raise ConcurrencyConflict(stream, expected_version, head.version)
-        rows = []
+        rows: list[dict[str, Any]] = []
         prev = head.hash
         for i, e in enumerate(new, start=1):
             version = expected_version + i
@@ -171,7 +182,7 @@ class EventStore:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.is_postgres = self.dialect == "postgresql"
-        self.tx_expression = literal_column(
+        self.tx_expression: ColumnClause[Any] = literal_column(
             "pg_current_xact_id()::text::bigint" if self.is_postgres else "0")
         self._heads: OrderedDict[str, Head] = OrderedDict()
         self._head_cache_size = head_cache_size
@@ -269,7 +280,7 @@ class EventStore:
         q = select(*_COLUMNS)
         if self.is_postgres:
             q = q.where(and_(
-                tuple_(T.c.tx, T.c.position) > tuple_(after.tx, after.position),
+                tuple_(T.c.tx, T.c.position) > tuple_(literal(after.tx), literal(after.position)),
                 T.c.tx < literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint"),
             )).order_by(T.c.tx, T.c.position)
         else:
@@ -323,7 +334,8 @@ class EventStore:
         prev_hash = GENESIS
         while True:
             q = (select(*_COLUMNS, T.c.content_hash)
-                 .where(tuple_(T.c.stream, T.c.version) > tuple_(*last))
+                 .where(tuple_(T.c.stream, T.c.version)
+                        > tuple_(literal(last[0]), literal(last[1])))
                  .order_by(T.c.stream, T.c.version).limit(batch_size))
             rows = self._read(q)
             if not rows:

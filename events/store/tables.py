@@ -79,7 +79,10 @@ POSTGRES_TRIGGERS = [
        FOR EACH STATEMENT EXECUTE FUNCTION events_append_only()""",
 ]
 DROP_TRIGGERS = {
-    "sqlite": ["DROP TRIGGER IF EXISTS events_no_update", "DROP TRIGGER IF EXISTS events_no_delete"],
+    "sqlite": [
+        "DROP TRIGGER IF EXISTS events_no_update",
+        "DROP TRIGGER IF EXISTS events_no_delete",
+    ],
     "postgresql": [
         "DROP TRIGGER IF EXISTS events_no_truncate ON events",
         "DROP TRIGGER IF EXISTS events_no_update ON events",

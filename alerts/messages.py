@@ -1,0 +1,202 @@
+"""Rendering alerts into PHI-free messages (clinical rules §6). Pure: no clock, no I/O.
+
+A message carries only the pseudonymous patient reference, a *neutral label* of what
+needs doing, the date, the severity word and the alert id. Never a name, birth date,
+diagnosis, drug or result value: staff open the tracker for the detail. Every clinical
+kind maps to one of a few labels (:data:`LABELS`); the alert kind itself is never put in
+any text, because kinds name drugs and diagnoses.
+
+- :func:`render` — one alert (any kind of :data:`ALERT_KINDS`, including ``escalation``).
+- :func:`render_escalation` — an unacknowledged urgent alert sent up the escalation chain.
+- :func:`render_digest` — the morning digest listing several alerts.
+
+SMS texts are ASCII, under 160 characters even for the longest allowed patient reference
+(64 characters); :func:`render` raises ``ValueError`` rather than produce a longer one.
+
+**[reading]** The brief asks the e-mail body to tell staff to run
+``cno-tracker status <ref>``. The command name itself hints at the condition, so it is
+only put in the e-mail body (never in the SMS nor in any subject) and is a parameter
+(``tracker_command``) that a centre can replace with a neutral alias.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import date
+from typing import Protocol
+from uuid import UUID
+
+from alerts.channels.base import SEVERITIES, Message, Severity
+from events.vocabulary.common import check_patient_ref
+
+TRACKER_COMMAND = "cno-tracker"
+SMS_LIMIT = 160
+
+#: Neutral label per alert kind: one label, or one per severity (warning → urgent = overdue).
+LABELS: dict[str, str | dict[str, str]] = {
+    "pamidronate_dose_due": "infusion due",
+    "baseline_labs_due": {"info": "labs due", "warning": "labs due", "urgent": "labs overdue"},
+    "post_dose_labs_due": {"info": "labs due", "warning": "labs due", "urgent": "labs overdue"},
+    "renal_ultrasound_due": {
+        "info": "imaging due", "warning": "imaging due", "urgent": "imaging overdue"},
+    "hypocalcaemia": "urgent review",
+    "annual_cap_would_be_exceeded": "dose check needed",
+    "dose_deviation": "dose check needed",
+    "corticoid_course_long": "treatment review due",
+    "nsaid_review_due": "treatment review due",
+    "relapse_detected": "review due",
+    "remission_reached": "status update",
+    "pamidronate_contraindicated": "urgent review",
+    "supplement_suggested": "treatment review due",
+    "biopsy_recommended": "review due",
+    "escalation": "unacknowledged alert",
+}
+
+#: Every kind :func:`render` accepts (the §6 kinds plus ``escalation``), and ``digest``.
+CLINICAL_KINDS: tuple[str, ...] = tuple(k for k in LABELS if k != "escalation")
+ALERT_KINDS: tuple[str, ...] = (*LABELS, "digest")
+
+SEVERITY_WORDS: dict[str, str] = {"urgent": "URGENT", "warning": "Reminder", "info": "Info"}
+_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+class AlertLike(Protocol):
+    """What rendering needs from an alert (the outbox row or a view of it)."""
+
+    @property
+    def alert_id(self) -> str | int | UUID: ...
+    @property
+    def patient_ref(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def due_on(self) -> date: ...
+    @property
+    def status(self) -> str: ...
+
+
+def label_for(kind: str, severity: str) -> str:
+    """The neutral label for ``kind`` at ``severity`` (``ValueError`` for an unknown kind)."""
+    _check_severity(severity)
+    try:
+        entry = LABELS[kind]
+    except KeyError:
+        raise ValueError(f"unknown alert kind {kind!r}") from None
+    return entry if isinstance(entry, str) else entry[severity]
+
+
+def render(alert: AlertLike, *, tracker_command: str = TRACKER_COMMAND) -> Message:
+    """The message for one alert. ``status`` is not shown (the worker decides what to send)."""
+    severity = _check_severity(alert.severity)
+    ref = check_patient_ref(alert.patient_ref)
+    label = label_for(alert.kind, severity)
+    word = SEVERITY_WORDS[severity]
+    when = alert.due_on.isoformat()
+    sms = f"{word}: {label} for {ref}, {when}. Open the tracker for details."
+    subject = f"[{word}] {ref}: {label} ({when})"
+    lines = [
+        f"{word}: {label} for patient reference {ref}.",
+        f"Date: {when}",
+        f"Alert: {alert.alert_id}",
+        "",
+        *_open_tracker(ref, tracker_command),
+    ]
+    if severity == "urgent":
+        lines += ["", "If nobody acknowledges this alert in the tracker, it is escalated "
+                      "to the next role on the roster."]
+    return _message(alert, alert.kind, severity, subject, sms, lines)
+
+
+def render_escalation(
+    alert: AlertLike, *, level: int, tracker_command: str = TRACKER_COMMAND
+) -> Message:
+    """The message sent to escalation ``level`` (1, 2, …) for an unacknowledged alert.
+
+    Kind ``escalation``, severity ``urgent``; the label is the original alert's label.
+    """
+    if not 1 <= level <= 99:
+        raise ValueError("escalation level must be between 1 and 99")
+    ref = check_patient_ref(alert.patient_ref)
+    label = label_for(alert.kind, _check_severity(alert.severity))
+    when = alert.due_on.isoformat()
+    sms = f"URGENT escalated L{level}: {label} for {ref}, {when}. Open the tracker."
+    subject = f"[URGENT] Escalated (level {level}): {ref}: {label} ({when})"
+    lines = [
+        f"URGENT: an alert was not acknowledged in time and is escalated to you "
+        f"(level {level}).",
+        f"What: {label} for patient reference {ref}.",
+        f"Date: {when}",
+        f"Alert: {alert.alert_id}",
+        "",
+        *_open_tracker(ref, tracker_command),
+    ]
+    return _message(alert, "escalation", "urgent", subject, sms, lines)
+
+
+def render_digest(
+    alerts: Sequence[AlertLike], *, on: date, tracker_command: str = TRACKER_COMMAND
+) -> Message:
+    """The morning digest for ``on``: one line per alert (reference, label, date, severity).
+
+    ``alert_id`` is ``digest-<on>-<hash of the alert ids>`` (the same set gives the same
+    id); ``patient_ref`` is empty; ``severity`` is the highest among the alerts (``info``
+    for an empty digest).
+    """
+    rows = sorted(
+        ((-_RANK[_check_severity(a.severity)], a.due_on, check_patient_ref(a.patient_ref),
+          label_for(a.kind, a.severity), a.severity) for a in alerts))
+    ids = sorted(str(a.alert_id) for a in alerts)
+    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
+    top: Severity = SEVERITIES[-rows[0][0]] if rows else "info"
+    patients = len({row[2] for row in rows})
+    count = f"{len(rows)} open item{'s' if len(rows) != 1 else ''} for {patients} " \
+            f"patient{'s' if patients != 1 else ''}"
+    day = on.isoformat()
+    urgent = sum(1 for row in rows if row[4] == "urgent")
+    flag = f" ({urgent} URGENT)" if urgent else ""
+    sms = f"Daily summary {day}: {count}{flag}. Open the tracker for details."
+    subject = f"Daily summary {day}: {count}{flag}"
+    body = [f"Daily summary for {day}: {count}{flag}.", ""]
+    if rows:
+        width = max(len(row[2]) for row in rows)
+        body += [f"  {row[2]:<{width}}  {row[3]:<20}  {row[1].isoformat()}  "
+                 f"{SEVERITY_WORDS[row[4]]}" for row in rows]
+    else:
+        body.append("  Nothing is open.")
+    body += ["", f"Worklist: {tracker_command} due", *_open_tracker("<ref>", tracker_command)]
+    message = Message(
+        alert_id=f"digest-{day}-{digest}", patient_ref="", kind="digest", severity=top,
+        subject=subject, sms_text=_check_sms(sms), email_text="\n".join(body) + "\n",
+        due_on=on)
+    return message
+
+
+def _open_tracker(ref: str, command: str) -> list[str]:
+    return [
+        "This message deliberately carries no clinical detail. Open the tracker for it:",
+        f"    {command} status {ref}",
+    ]
+
+
+def _message(alert: AlertLike, kind: str, severity: Severity, subject: str, sms: str,
+             lines: list[str]) -> Message:
+    return Message(
+        alert_id=str(alert.alert_id), patient_ref=alert.patient_ref, kind=kind,
+        severity=severity, subject=subject, sms_text=_check_sms(sms),
+        email_text="\n".join(lines) + "\n", due_on=alert.due_on)
+
+
+def _check_severity(severity: str) -> Severity:
+    for known in SEVERITIES:
+        if severity == known:
+            return known
+    raise ValueError(f"unknown severity {severity!r} (expected one of {', '.join(SEVERITIES)})")
+
+
+def _check_sms(text: str) -> str:
+    if len(text) >= SMS_LIMIT or not text.isascii():
+        raise ValueError(f"SMS text must be ASCII and under {SMS_LIMIT} characters")
+    return text
