@@ -66,6 +66,8 @@ class Protocol(BaseModel):
     escalation_minutes: int = Field(120, ge=1)
     cap_warning_days: int = Field(7, ge=0)
     dose_due_lead_days: int = Field(1, ge=0)
+    #: items that fell due longer ago than this are history, not news: no alert is raised
+    alert_lookback_days: int = Field(14, ge=0)
 
     @field_validator("timezone")
     @classmethod

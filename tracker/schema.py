@@ -4,5 +4,6 @@
 from __future__ import annotations
 
 from events.store.tables import metadata
+from tracker import readmodel  # noqa: F401  (registers the read model's tables)
 
 __all__ = ["metadata"]

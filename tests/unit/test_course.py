@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import time
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,7 @@ def test_fever_only_visit_does_not_make_a_relapse() -> None:
 
 @pytest.mark.parametrize("extra", [{"physician_global_active": True},
                                    {"active_lesions": [{"site": "tibia", "side": "left"}]}])
-def test_visit_without_symptoms_is_active_by_physician_or_lesion(extra: dict[str, object]
+def test_visit_without_symptoms_is_active_by_physician_or_lesion(extra: dict[str, Any]
                                                                   ) -> None:
     log = Log()
     log.enrol("2015-01-01")
@@ -89,12 +90,12 @@ def test_activity_wins_on_one_day_whatever_the_order() -> None:
     for first_visit in (True, False):
         log = Log()
         log.enrol("2015-01-01")
-        mri = {"lesions": [{"site": "clavicle", "side": "right", "active": True}]}
+        lesions: list[dict[str, Any]] = [{"site": "clavicle", "side": "right", "active": True}]
         if first_visit:
             log.quiet("2015-03-01", at_time=time(8))
-            log.imaging("2015-03-01", at_time=time(15), **mri)
+            log.imaging("2015-03-01", at_time=time(15), lesions=lesions)
         else:
-            log.imaging("2015-03-01", at_time=time(8), **mri)
+            log.imaging("2015-03-01", at_time=time(8), lesions=lesions)
             log.quiet("2015-03-01", at_time=time(15))
         assert course(log, "2015-03-01").state == "active"
 
@@ -145,6 +146,11 @@ def test_symptom_free_since_cannot_precede_the_last_symptoms() -> None:
     log2.quiet("2015-01-20", symptom_free_since="2014-11-01")
     log2.symptomatic("2015-02-06")
     assert course(log2, "2015-02-06").relapse_count == 1
+
+
+def test_symptom_free_since_after_the_visit_is_clamped_to_the_visit() -> None:
+    c = course(relapse_log("2015-03-11", free_since="2015-03-01"), "2015-03-11")
+    assert c.relapse_count == 1  # b = 10 Feb, the visit date
 
 
 def test_first_symptomatic_visit_is_onset_never_relapse() -> None:
@@ -227,6 +233,14 @@ def test_activity_after_remission_starts_a_new_non_relapse_episode() -> None:
     log.visit("2015-09-13", physician_global_active=True)  # remission since 12 Sep
     c = course(log, "2015-09-13")
     assert (c.state, c.in_relapse) == ("active", False)
+
+
+def test_imaging_activity_after_remission_ends_the_relapse_episode() -> None:
+    log = relapse_log("2015-03-11")
+    log.quiet("2015-10-01")  # b = 1 Oct; remission since 12 Sep
+    log.imaging("2015-10-05", lesions=[{"site": "tibia", "active": True}])  # not silent yet
+    c = course(log, "2015-10-05")
+    assert (c.state, c.in_relapse, c.silent_radiological_activity) == ("active", False, [])
 
 
 def test_onset_episode_is_not_in_relapse() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.unit.projection_builders import Log, d
@@ -33,7 +35,8 @@ def test_two_major_confirm() -> None:
 def test_one_major_needs_three_minor(minors: int, expected: bool) -> None:
     log = enrolled(None)
     chosen = ["good_general_status", "normal_labs_raised_esr", "hyperostosis"][:minors]
-    log.assess("2015-03-01", multifocal_lesions=True, **dict.fromkeys(chosen, True))
+    criteria: dict[str, Any] = dict.fromkeys(chosen, True)
+    log.assess("2015-03-01", multifocal_lesions=True, **criteria)
     r = dx(log)
     assert (r.major, r.minor, r.confirmed) == (1, minors, expected)
 
@@ -56,8 +59,9 @@ def test_false_items_do_not_count() -> None:
 
 def test_unknown_lists_every_unknown_item_even_when_confirmed() -> None:
     log = enrolled(None)
-    log.assess("2015-03-01", **{k: False for k in ITEMS if k != "hyperostosis"}
-               | {"multifocal_lesions": True, "osteolytic_or_sclerotic_lesion": True})
+    criteria: dict[str, Any] = {k: False for k in ITEMS if k != "hyperostosis"}
+    criteria |= {"multifocal_lesions": True, "osteolytic_or_sclerotic_lesion": True}
+    log.assess("2015-03-01", **criteria)
     r = dx(log)
     assert r.confirmed is True
     assert r.unknown == ["hyperostosis"]

@@ -171,6 +171,13 @@ def test_post_dose_labs_must_follow_the_infusion() -> None:
     assert item(run(after, "2015-01-03"), "post_dose_3_labs").status == "satisfied"
 
 
+def test_post_dose_labs_at_the_same_instant_as_the_dose_do_not_count() -> None:
+    # date-only entries on the dose day cannot show the specimen followed the infusion
+    facts = [*induction_with_baseline(), *panel("2015-01-02", hour=10)]
+    assert item(run(facts, "2015-01-02"), "post_dose_2_labs").status == "not_due"
+    assert item(run(facts, "2015-01-09"), "post_dose_2_labs").status == "overdue"
+
+
 # ------------------------------------------------------------ renal ultrasound
 
 

@@ -170,6 +170,15 @@ def test_annual_cap_tolerance_boundary() -> None:
     assert run([*base, over], "2015-10-20").remaining_mg_per_kg == 0.0
 
 
+def test_annual_cap_deviation_names_the_dose_that_crosses_it() -> None:
+    base = [*panel("2014-12-31"), *quarterly_first_year()]
+    morning = infusion("2015-10-20", 0.3, 30.0, hour=9, event_id="morning")   # 11.51
+    evening = infusion("2015-10-20", 0.3, 30.0, hour=17, event_id="evening")  # 11.52
+    exp = run([*base, evening, morning], "2015-10-20")
+    assert [(d.kind, d.event_id) for d in exp.deviations] == [
+        ("annual_cap_exceeded", "evening")]
+
+
 def test_fifth_quarterly_cycle_warns_before_the_dose_that_crosses_the_cap() -> None:
     facts = [*panel("2014-12-31"), *quarterly_first_year()]
     before = run(facts, "2015-12-31")

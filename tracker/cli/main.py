@@ -6,8 +6,16 @@ import click
 
 from tracker import db
 from tracker.cli.audit import timeline_cmd, verify_cmd
+from tracker.cli.clinical import due_cmd, explain_cmd, projections_group, status_cmd
 from tracker.cli.common import State, handles_errors, pass_state
-from tracker.cli.records import import_cmd, infusion_cmd, lab_cmd, record_cmd, visit_cmd
+from tracker.cli.records import (
+    generate_cmd,
+    import_cmd,
+    infusion_cmd,
+    lab_cmd,
+    record_cmd,
+    visit_cmd,
+)
 from tracker.settings import load_settings
 
 
@@ -35,7 +43,7 @@ def db_upgrade(state: State) -> None:
 
 
 for command in (import_cmd, record_cmd, visit_cmd, lab_cmd, infusion_cmd, timeline_cmd,
-                verify_cmd):
+                verify_cmd, status_cmd, explain_cmd, due_cmd, projections_group, generate_cmd):
     cli.add_command(command)
 
 

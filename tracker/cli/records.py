@@ -173,3 +173,24 @@ def infusion_cmd(state: State, patient: str, when: str, by: str | None, key: str
     """Record an infusion given to PATIENT."""
     data = {k: v for k, v in fields.items() if v is not None}
     record_one(state, "InfusionAdministered", patient, when, data, by=by, key=key)
+
+
+@click.command("generate-cohort")
+@click.option("--patients", type=click.IntRange(0), required=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--until", default=None, help="last date of the courses (default: yesterday)")
+@click.option("--start-year", type=int, default=None,
+              help="first year of diagnoses (default: three years before --until)")
+@click.option("-o", "--output", default="-", show_default=True, help="file, or - for stdout")
+def generate_cmd(patients: int, seed: int, until: str | None, start_year: int | None,
+                 output: str) -> None:
+    """Write a JSONL file of realistic synthetic CNO courses (import format)."""
+    from datetime import date, timedelta
+
+    from tracker.generate import write_cohort
+
+    end = date.fromisoformat(until) if until else date.today() - timedelta(days=1)
+    first = start_year if start_year is not None else end.year - 3
+    target: Any = sys.stdout.buffer if output == "-" else output
+    n = write_cohort(target, patients, seed, end, start_year=first)
+    click.echo(f"wrote {n} line(s) for {patients} patient(s)", err=True)

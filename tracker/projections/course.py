@@ -150,10 +150,10 @@ def _imaging(data: ImagingRecorded, state: CourseFold, fact: Fact) -> CourseFold
     mark = Mark(fact.on, fact.event_id, f"{data.modality} by {fact.recorded_by}",
                 f"active lesion{'s' if len(active) > 1 else ''} at {where}")
     after_remission = _remission_reached_before(state, fact.on)
-    symptomatic_today = (state.last_symptomatic is not None
-                         and state.last_symptomatic.on == fact.on)
-    if (state.absence_from is not None and not symptomatic_today
-            and fact.on > add_months(state.absence_from, state.gap_months)):
+    # a symptomatic visit earlier today has cleared ``absence_from``; a later one today
+    # removes this date from ``silent`` again (see _visit)
+    if state.absence_from is not None \
+            and fact.on > add_months(state.absence_from, state.gap_months):
         if all(m.on != fact.on for m in state.silent):
             state = replace(state, silent=(*state.silent, mark))
         state = replace(state, episode="silent")

@@ -47,7 +47,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import reduce, singledispatch
-from typing import Any
+from typing import Any, Literal
 
 from events.vocabulary import (
     AdverseEventRecorded,
@@ -74,7 +74,7 @@ POST_DOSE_GROUPS: tuple[str, ...] = (
 POST_DOSE_NUMBERS: tuple[int, ...] = (2, 3)
 SUPPLEMENT_DRUGS = frozenset({"calcium", "vitamin_d"})
 
-Status = str  # 'not_due' | 'due' | 'overdue' | 'satisfied'
+Status = Literal["not_due", "due", "overdue", "satisfied"]
 
 
 def groups_present(analytes: Iterable[str]) -> set[str]:

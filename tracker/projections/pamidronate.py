@@ -305,7 +305,7 @@ def first_fit(doses: Sequence[Dose], planned_mg_per_kg: float | Fraction, start:
     candidates); ``None`` if it never fits."""
     leave = {d.on + timedelta(days=protocol.rolling_window_days) for d in doses}
     for day in sorted({start} | {d for d in leave if d > start}):
-        if True:
+        if not cap_check(doses, planned_mg_per_kg, day, protocol).exceeds:
             return day
     return None
 

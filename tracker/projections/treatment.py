@@ -328,10 +328,12 @@ def _dose_deviations(doses: tuple[DoseSet, ...], p: Protocol,
         taper = (ds.on - c.since).days >= FULL_DOSE_DAYS
         bad = value > high or (not taper and value < low)
         basis = f" with weight {weight:g} kg" if weight is not None and ds.weight else ""
-        rule = f"above {high:g}" if taper else f"outside {low:g}-{high:g}"
+        if taper:
+            rule = f"above {high:g}" if bad else f"not above {high:g}"
+        else:
+            rule = f"outside {low:g}-{high:g}" if bad else f"within {low:g}-{high:g}"
         text = (f"prednisone {stated} = {value:g} mg/kg/day{basis} on {ds.on.isoformat()}: "
-                f"{'' if bad else 'not '}{rule} mg/kg/day"
-                f"{' (taper after 2 weeks)' if taper else ''}")
+                f"{rule} mg/kg/day{' (taper after 2 weeks)' if taper else ''}")
         ids = (ds.event_id, ds.weight.event_id) if ds.weight and basis else (ds.event_id,)
         explanations.append(Explanation(subject, text, ids))
         if bad:

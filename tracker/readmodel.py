@@ -1,0 +1,261 @@
+"""The status read model: one row per patient with its current status JSON and the next
+date it may change by itself, plus the schedule of due items, kept by a projector that
+follows the global log and commits each batch together with its checkpoint.
+
+The alert worker asks "what fires on or before T?" with an indexed query on
+``due_items.fires_on`` instead of replaying everything."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Date,
+    Index,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+    text,
+)
+
+from events.envelope import RecordedEvent
+from events.store import START, Checkpoint, EventStore, metadata
+from events.store.types import UTCDateTime
+from tracker.clock import Clock
+from tracker.protocol import Protocol
+from tracker.status import Evaluation, evaluate
+
+patient_status = Table(
+    "patient_status", metadata,
+    Column("patient", String(64), primary_key=True),
+    Column("evaluated_on", Date, nullable=False),
+    Column("next_check_on", Date, nullable=True, index=True),
+    Column("protocol_fingerprint", String(16), nullable=False),
+    Column("status", Text, nullable=False),
+)
+due_items = Table(
+    "due_items", metadata,
+    Column("key", String(300), primary_key=True),
+    Column("grp", String(300), nullable=False),
+    Column("patient", String(64), nullable=False, index=True),
+    Column("kind", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("fires_on", Date, nullable=False),
+    Column("item_due_on", Date, nullable=False),
+    Column("item", String(64), nullable=False),
+    Column("cause_event_ids", Text, nullable=False),
+)
+Index("ix_due_items_fires_on", due_items.c.fires_on)
+projector_checkpoints = Table(
+    "projector_checkpoints", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("tx", BigInteger, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+PROJECTOR_LOCK_KEY = 0x434E4F5052  # "CNOPR": one projector at a time on PostgreSQL
+_CHUNK = 400
+
+
+def is_patient_stream(stream: str) -> bool:
+    return not stream.startswith("alert:")
+
+
+@dataclass
+class CatchUpReport:
+    events: int = 0
+    patients: int = 0
+    rechecked: int = 0
+    skipped_locked: bool = False
+
+
+class StatusProjector:
+    def __init__(self, store: EventStore, protocol: Protocol, clock: Clock,
+                 name: str = "status") -> None:
+        self.store = store
+        self.engine = store.engine
+        self.protocol = protocol
+        self.clock = clock
+        self.name = name
+
+    def today(self) -> date:
+        return self.clock.now().astimezone(self.protocol.zone).date()
+
+    # ----------------------------------------------------------------- checkpoint
+    def checkpoint(self, conn: Connection | None = None) -> Checkpoint:
+        q = select(projector_checkpoints.c.tx, projector_checkpoints.c.position).where(
+            projector_checkpoints.c.name == self.name)
+        if conn is None:
+            with self.engine.connect() as c:
+                row = c.execute(q).first()
+        else:
+            row = conn.execute(q).first()
+        return Checkpoint(int(row[0]), int(row[1])) if row else START
+
+    def _save_checkpoint(self, conn: Connection, cp: Checkpoint) -> None:
+        conn.execute(delete(projector_checkpoints).where(
+            projector_checkpoints.c.name == self.name))
+        conn.execute(insert(projector_checkpoints).values(
+            name=self.name, tx=cp.tx, position=cp.position, updated_at=self.clock.now()))
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[bool]:
+        """On PostgreSQL only one projector runs at a time; the others skip the cycle."""
+        if not self.store.is_postgres:
+            yield True
+            return
+        with self.engine.connect() as conn:
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                                    {"k": PROJECTOR_LOCK_KEY}).scalar())
+            conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PROJECTOR_LOCK_KEY})
+                    conn.commit()
+
+    # ----------------------------------------------------------------- evaluating
+    def evaluate(self, patient: str, events: Sequence[RecordedEvent],
+                 on: date) -> Evaluation:
+        return evaluate(patient, events, at=on, known_at=None, protocol=self.protocol)
+
+    def _write(self, conn: Connection, evaluations: Iterable[Evaluation]) -> int:
+        evals = list(evaluations)
+        if not evals:
+            return 0
+        patients = [e.patient for e in evals]
+        conn.execute(delete(due_items).where(due_items.c.patient.in_(patients)))
+        conn.execute(delete(patient_status).where(patient_status.c.patient.in_(patients)))
+        conn.execute(insert(patient_status), [{
+            "patient": e.patient, "evaluated_on": e.at, "next_check_on": e.next_check_on,
+            "protocol_fingerprint": e.protocol.fingerprint,
+            "status": orjson.dumps(e.as_json(), option=orjson.OPT_SORT_KEYS).decode(),
+        } for e in evals])
+        rows = [{"key": i.key, "grp": i.group, "patient": i.patient, "kind": i.kind,
+                 "severity": i.severity, "fires_on": i.fires_on, "item_due_on": i.item_due_on,
+                 "item": i.item, "cause_event_ids": orjson.dumps(list(i.cause_event_ids)).decode()}
+                for e in evals for i in e.due]
+        if rows:
+            conn.execute(insert(due_items), rows)
+        return len(evals)
+
+    def _evaluate_streams(self, streams: Iterable[str], on: date) -> list[Evaluation]:
+        histories = self.store.read_streams(s for s in streams if is_patient_stream(s))
+        return [self.evaluate(p, evs, on) for p, evs in histories.items() if evs]
+
+    # ----------------------------------------------------------------- following
+    def catch_up(self, *, batch_size: int = 5000,
+                 progress: Callable[[int], None] | None = None) -> CatchUpReport:
+        """Fold what is new since the checkpoint, then whoever's status changes today."""
+        report = CatchUpReport()
+        with self._exclusive() as mine:
+            if not mine:
+                report.skipped_locked = True
+                return report
+            on = self.today()
+            checkpoint = self.checkpoint()
+            while True:
+                batch = self.store.read_batch(checkpoint, batch_size)
+                if not batch:
+                    break
+                touched = sorted({e.stream for e in batch if is_patient_stream(e.stream)})
+                last = batch[-1]
+                checkpoint = Checkpoint(last.tx, last.position)
+                with self.engine.begin() as conn:
+                    for i in range(0, len(touched), _CHUNK):
+                        report.patients += self._write(
+                            conn, self._evaluate_streams(touched[i:i + _CHUNK], on))
+                    self._save_checkpoint(conn, checkpoint)
+                report.events += len(batch)
+                if progress is not None:
+                    progress(len(batch))
+            report.rechecked = self._recheck(on)
+        return report
+
+    def _recheck(self, on: date) -> int:
+        with self.engine.connect() as conn:
+            stale = [r[0] for r in conn.execute(
+                select(patient_status.c.patient).where(
+                    (patient_status.c.next_check_on <= on) | (patient_status.c.evaluated_on < on)
+                    & (patient_status.c.next_check_on.is_not(None))))]
+        done = 0
+        for i in range(0, len(stale), _CHUNK):
+            with self.engine.begin() as conn:
+                done += self._write(conn, self._evaluate_streams(stale[i:i + _CHUNK], on))
+        return done
+
+    def rebuild(self, *, progress: Callable[[int], None] | None = None) -> CatchUpReport:
+        """Drop every row and fold the whole log again, patient chunk by patient chunk:
+        memory stays flat. Gives the same rows as following the log from position zero."""
+        report = CatchUpReport()
+        with self._exclusive() as mine:
+            if not mine:
+                report.skipped_locked = True
+                return report
+            on = self.today()
+            tail = self._tail()
+            with self.engine.begin() as conn:
+                conn.execute(delete(due_items))
+                conn.execute(delete(patient_status))
+                self._save_checkpoint(conn, START)
+            streams = [s for s in self.store.streams() if is_patient_stream(s)]
+            for i in range(0, len(streams), _CHUNK):
+                evals = self._evaluate_streams(streams[i:i + _CHUNK], on)
+                with self.engine.begin() as conn:
+                    report.patients += self._write(conn, evals)
+                n = sum(len(e.facts) for e in evals)
+                report.events += n
+                if progress is not None:
+                    progress(len(evals))
+            with self.engine.begin() as conn:
+                self._save_checkpoint(conn, tail)
+        # whatever arrived during the rebuild is folded by the usual catch-up
+        follow = self.catch_up()
+        report.events += follow.events
+        return report
+
+    def _tail(self) -> Checkpoint:
+        """The last readable checkpoint now (everything up to it is in the streams read)."""
+        cp = START
+        while True:
+            batch = self.store.read_batch(cp, 50_000)
+            if not batch:
+                return cp
+            cp = Checkpoint(batch[-1].tx, batch[-1].position)
+
+
+# ----------------------------------------------------------------- queries
+def load_status(conn: Connection, patient: str) -> dict[str, Any] | None:
+    row = conn.execute(select(patient_status.c.status).where(
+        patient_status.c.patient == patient)).first()
+    return orjson.loads(row[0]) if row else None
+
+
+def due_before(conn: Connection, until: date) -> list[dict[str, Any]]:
+    """Due items that fire on or before ``until``, by date (an indexed range query)."""
+    rows = conn.execute(select(due_items).where(due_items.c.fires_on <= until)
+                        .order_by(due_items.c.fires_on, due_items.c.patient, due_items.c.key))
+    return [dict(r._mapping) for r in rows]
+
+
+def all_rows(conn: Connection) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every row of the read model, ordered: for comparing a rebuild with a follow."""
+    statuses = [tuple(r) for r in conn.execute(
+        select(patient_status).order_by(patient_status.c.patient))]
+    items = [tuple(r) for r in conn.execute(select(due_items).order_by(due_items.c.key))]
+    return statuses, items
+
+

@@ -1,0 +1,37 @@
+"""The ward list across patients (``cno-tracker due``), read from the read model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, timedelta
+from typing import Any
+
+from tracker.due import SEVERITY_RANK
+
+SOON_DAYS = 7
+
+
+def worklist(rows: Iterable[dict[str, Any]], at: date, *, soon_days: int = SOON_DAYS
+             ) -> list[dict[str, Any]]:
+    """One line per open item (monitoring item, dose due, alert) fired by ``at`` or due
+    within ``soon_days``: its reached severity and whether it is due soon, due or overdue."""
+    horizon = at + timedelta(days=soon_days)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["fires_on"] <= horizon:
+            groups.setdefault(r["grp"], []).append(r)
+    out = []
+    for phases in groups.values():
+        fired = [p for p in phases if p["fires_on"] <= at]
+        if fired:
+            top = max(fired, key=lambda p: (SEVERITY_RANK[p["severity"]], p["fires_on"]))
+            overdue = top["key"].endswith(":overdue")
+            status = "overdue" if overdue else "due"
+        else:
+            top = min(phases, key=lambda p: p["fires_on"])
+            status = "due_soon"
+        out.append({"patient": top["patient"], "kind": top["kind"], "item": top["item"],
+                    "severity": top["severity"], "due_on": top["item_due_on"].isoformat(),
+                    "fires_on": top["fires_on"].isoformat(), "status": status})
+    out.sort(key=lambda x: (x["due_on"], -SEVERITY_RANK[x["severity"]], x["patient"], x["kind"]))
+    return out
