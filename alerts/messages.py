@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import date
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from uuid import UUID
 
 from alerts.channels.base import SEVERITIES, Message, Severity
@@ -136,42 +136,54 @@ def render_escalation(
     return _message(alert, "escalation", "urgent", subject, sms, lines)
 
 
+class _DigestRow(NamedTuple):
+    rank: int  # negative severity rank: urgent first
+    due_on: date
+    ref: str
+    label: str
+    severity: Severity
+
+
 def render_digest(
     alerts: Sequence[AlertLike], *, on: date, tracker_command: str = TRACKER_COMMAND
 ) -> Message:
-    """The morning digest for ``on``: one line per alert (reference, label, date, severity).
+    """The morning digest for ``on``: one line per alert (reference, label, date, severity),
+    urgent first, then by date and reference.
 
     ``alert_id`` is ``digest-<on>-<hash of the alert ids>`` (the same set gives the same
     id); ``patient_ref`` is empty; ``severity`` is the highest among the alerts (``info``
     for an empty digest).
     """
-    rows = sorted(
-        ((-_RANK[_check_severity(a.severity)], a.due_on, check_patient_ref(a.patient_ref),
-          label_for(a.kind, a.severity), a.severity) for a in alerts))
+    rows: list[_DigestRow] = []
+    for alert in alerts:
+        severity = _check_severity(alert.severity)
+        rows.append(_DigestRow(-_RANK[severity], alert.due_on,
+                               check_patient_ref(alert.patient_ref),
+                               label_for(alert.kind, severity), severity))
+    rows.sort()
     ids = sorted(str(a.alert_id) for a in alerts)
     digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
-    top: Severity = SEVERITIES[-rows[0][0]] if rows else "info"
-    patients = len({row[2] for row in rows})
-    count = f"{len(rows)} open item{'s' if len(rows) != 1 else ''} for {patients} " \
-            f"patient{'s' if patients != 1 else ''}"
+    top: Severity = rows[0].severity if rows else "info"
+    patients = len({row.ref for row in rows})
+    count = (f"{len(rows)} open item{'s' if len(rows) != 1 else ''} for {patients} "
+             f"patient{'s' if patients != 1 else ''}")
     day = on.isoformat()
-    urgent = sum(1 for row in rows if row[4] == "urgent")
+    urgent = sum(1 for row in rows if row.severity == "urgent")
     flag = f" ({urgent} URGENT)" if urgent else ""
     sms = f"Daily summary {day}: {count}{flag}. Open the tracker for details."
     subject = f"Daily summary {day}: {count}{flag}"
     body = [f"Daily summary for {day}: {count}{flag}.", ""]
     if rows:
-        width = max(len(row[2]) for row in rows)
-        body += [f"  {row[2]:<{width}}  {row[3]:<20}  {row[1].isoformat()}  "
-                 f"{SEVERITY_WORDS[row[4]]}" for row in rows]
+        width = max(len(row.ref) for row in rows)
+        body += [f"  {row.ref:<{width}}  {row.label:<20}  {row.due_on.isoformat()}  "
+                 f"{SEVERITY_WORDS[row.severity]}" for row in rows]
     else:
         body.append("  Nothing is open.")
     body += ["", f"Worklist: {tracker_command} due", *_open_tracker("<ref>", tracker_command)]
-    message = Message(
+    return Message(
         alert_id=f"digest-{day}-{digest}", patient_ref="", kind="digest", severity=top,
         subject=subject, sms_text=_check_sms(sms), email_text="\n".join(body) + "\n",
         due_on=on)
-    return message
 
 
 def _open_tracker(ref: str, command: str) -> list[str]:

@@ -45,12 +45,11 @@ import tomllib
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from alerts.channels.base import SEVERITIES, Recipient, Severity, is_e164
-from alerts.channels.smtp_email import is_address
+from alerts.channels.base import SEVERITIES, Recipient, Severity, is_address, is_e164
 from alerts.errors import RosterError
 from alerts.messages import ALERT_KINDS
 
@@ -153,14 +152,6 @@ class Routing(BaseModel):
             _roles(roles)
         return value
 
-    @field_validator("kind")
-    @classmethod
-    def _kinds(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-        for kind in value:
-            if kind not in ALERT_KINDS:
-                raise ValueError(f"unknown alert kind {kind!r}")
-        return value
-
     def roles_for(self, kind: str, severity: str) -> tuple[str, ...]:
         return self.kind.get(kind) or self.severity.get(severity) or self.default  # type: ignore[call-overload]
 
@@ -261,6 +252,9 @@ def _cross_check(roster: Roster) -> tuple[Path_, str] | None:
         seen.add(member.id)
     held = roster.roles
     routing = roster.routing
+    for kind in routing.kind:
+        if kind not in ALERT_KINDS:
+            return ("routing", "kind", kind), f"unknown alert kind {kind!r} in [routing.kind]"
     named: list[tuple[Path_, str]] = [(("routing", "default"), r) for r in routing.default]
     named += [(("routing", "severity", s), r) for s, rs in routing.severity.items() for r in rs]
     named += [(("routing", "kind", k), r) for k, rs in routing.kind.items() for r in rs]
@@ -314,27 +308,36 @@ def parse_roster(text: str) -> Roster:
                               f"{label}: {field}{msg}") from None
     if "routing" not in data:
         raise RosterError(None, "a [routing] section is required")
-    parts: dict[str, BaseModel] = {}
-    for section, model in (("routing", Routing), ("escalation", Escalation)):
-        if section not in data:
-            continue
-        try:
-            parts[section] = model.model_validate(data[section])
-        except ValidationError as exc:
-            loc, msg = _first(exc)
-            key = ".".join(str(p) for p in (section, *loc) if p != "[key]")
-            raise RosterError(where.line((section, *loc)), f"[{key}]: {msg}") from None
+    routing = _section(Routing, "routing", data, where)
+    escalation = _section(Escalation, "escalation", data, where) or Escalation()
+    assert routing is not None
     roster = Roster.model_construct(
-        staff=tuple(members), routing=parts["routing"],
-        escalation=parts.get("escalation", Escalation()))
+        staff=tuple(members), routing=routing, escalation=escalation)
     problem = _cross_check(roster)
     if problem is not None:
         raise RosterError(where.line(problem[0]), problem[1])
     return Roster.model_validate(roster.model_dump())
 
 
+_Section = TypeVar("_Section", bound=BaseModel)
+
+
+def _section(model: type[_Section], name: str, data: dict[str, Any],
+             where: _Locator) -> _Section | None:
+    if name not in data:
+        return None
+    try:
+        return model.model_validate(data[name])
+    except ValidationError as exc:
+        loc, msg = _first(exc)
+        key = ".".join(str(p) for p in (name, *loc) if p != "[key]")
+        raise RosterError(where.line((name, *loc)), f"[{key}]: {msg}") from None
+
+
 def _first(exc: ValidationError) -> tuple[tuple[str | int, ...], str]:
-    error = exc.errors()[0]
+    """The error to report: an unknown key first (it often explains a missing one)."""
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    error = errors[0]
     msg = str(error["msg"]).removeprefix("Value error, ")
     return tuple(error["loc"]), msg
 

@@ -18,11 +18,18 @@ Severity = Literal["info", "warning", "urgent"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "urgent")
 
 E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
+ADDRESS_RE = re.compile(r"^[^@\s<>\"(),;:]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
-def is_e164(number: str) -> bool:
+def is_e164(number: str | None) -> bool:
     """True for an E.164 phone number: ``+``, a non-zero digit, at most 15 digits."""
     return isinstance(number, str) and E164_RE.fullmatch(number) is not None
+
+
+def is_address(value: str | None) -> bool:
+    """True for a bare ``local@domain.tld`` e-mail address (no display name, no
+    whitespace, no CR/LF: nothing that could inject a header)."""
+    return isinstance(value, str) and ADDRESS_RE.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-from alerts.channels.base import DeliveryReceipt, Message, Recipient
+from alerts.channels.base import DeliveryReceipt, Message, Recipient, is_address
 from alerts.errors import (
     DeliveryError,
     PermanentDeliveryError,
@@ -48,13 +48,7 @@ CHANNEL = "email"
 Security = Literal["none", "starttls", "ssl"]
 Phase = Literal["connect", "envelope", "data"]
 
-ADDRESS_RE = re.compile(r"^[^@\s<>\"(),;:]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
-
-
-def is_address(value: str | None) -> bool:
-    """A bare ``local@domain.tld`` address (no display name, no whitespace, no CR/LF)."""
-    return isinstance(value, str) and ADDRESS_RE.fullmatch(value) is not None
 
 
 def message_id_for(message: Message, recipient: Recipient, sender: str) -> str:

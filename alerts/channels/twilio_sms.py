@@ -135,7 +135,7 @@ def _twilio_reason(status: int, code: int | None) -> str:
         return "Twilio rate limit reached (HTTP 429)"
     if status >= 500:
         return f"Twilio server error (HTTP {status})"
-    suffix = f", Twilio code {code}" if code is not None and code != status else ""
+    suffix = f", Twilio code {code}" if code is not None else ""
     return f"Twilio refused the message (HTTP {status}{suffix})"
 
 
@@ -219,12 +219,9 @@ class TwilioSmsChannel:
         try:
             created = self._twilio().messages.create(
                 to=recipient.phone, from_=self.from_number, body=message.sms_text)
-        except TwilioRestException as exc:
-            status, code = int(exc.status), _int_or_none(exc.code)
-            raise classify_twilio_error(status, code)(
-                _twilio_reason(status, code), code=code, channel=CHANNEL) from None
-        except TwilioServiceException as exc:
-            status, code = int(exc.status), _int_or_none(exc.code)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            status = int(exc.status)
+            code = _twilio_code(exc.code, status)
             raise classify_twilio_error(status, code)(
                 _twilio_reason(status, code), code=code, channel=CHANNEL) from None
         except requests.RequestException as exc:
@@ -250,8 +247,11 @@ class TwilioSmsChannel:
         return DeliveryReceipt(provider_id=str(sid), channel=CHANNEL)
 
 
-def _int_or_none(value: object) -> int | None:
+def _twilio_code(code: object, status: int) -> int | None:
+    """The Twilio error code; None when absent (the client puts the HTTP status there
+    when the error body is not Twilio's JSON, e.g. a proxy's HTML page)."""
     try:
-        return int(value)  # type: ignore[call-overload]
+        value = int(code)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return None
+    return None if value == status else value

@@ -134,11 +134,35 @@ class TestTwilioSms:
         with pytest.raises(TransientDeliveryError):
             sms_channel(twilio_server).send(message(), NURSE)
 
+    def test_non_json_gateway_error_is_transient_without_a_code(
+        self, twilio_server: TwilioTestServer
+    ) -> None:
+        twilio_server.fail_next(1, status=502, html="<html>Bad Gateway</html>")
+        with pytest.raises(TransientDeliveryError) as caught:
+            sms_channel(twilio_server).send(message(), NURSE)
+        assert caught.value.code is None
+        assert caught.value.reason == "Twilio server error (HTTP 502)"
+
+    def test_a_2xx_that_is_not_twilio_json_is_an_unknown_outcome(
+        self, twilio_server: TwilioTestServer
+    ) -> None:
+        twilio_server.fail_next(1, status=201, html="<html>queued</html>")
+        with pytest.raises(UnknownOutcomeError, match="unreadable answer"):
+            sms_channel(twilio_server).send(message(), NURSE)
+
     def test_429_is_transient(self, twilio_server: TwilioTestServer) -> None:
         twilio_server.throttle_next(1)
         with pytest.raises(TransientDeliveryError) as caught:
             sms_channel(twilio_server).send(message(), NURSE)
         assert caught.value.code == 20429
+
+    def test_429_without_a_twilio_code_is_transient_too(
+        self, twilio_server: TwilioTestServer
+    ) -> None:
+        twilio_server.fail_next(1, status=429, code=None)
+        with pytest.raises(TransientDeliveryError) as caught:
+            sms_channel(twilio_server).send(message(), NURSE)
+        assert caught.value.code is None
 
     def test_other_4xx_is_permanent(self, twilio_server: TwilioTestServer) -> None:
         twilio_server.fail_next(1, status=400, code=21602)
@@ -165,6 +189,7 @@ class TestTwilioSms:
         with pytest.raises(UnknownOutcomeError) as caught:
             sms_channel(twilio_server, timeout=0.3).send(message(), NURSE)
         assert not caught.value.retryable
+        assert "no answer from Twilio within 0.3 s" in caught.value.reason
         # the provider did get it: a blind retry would deliver it twice
         assert twilio_server.count(body=message().sms_text) == 1
 
@@ -172,8 +197,9 @@ class TestTwilioSms:
         self, twilio_server: TwilioTestServer
     ) -> None:
         twilio_server.drop_next(1)
-        with pytest.raises(UnknownOutcomeError):
+        with pytest.raises(UnknownOutcomeError) as caught:
             sms_channel(twilio_server).send(message(), NURSE)
+        assert "lost after sending" in caught.value.reason
         assert twilio_server.count(body=message().sms_text) == 1
 
     def test_connection_refused_is_transient(self) -> None:
@@ -303,6 +329,19 @@ class TestSmtpEmail:
     ) -> None:
         with pytest.raises(PermanentDeliveryError):
             email_channel(smtp_server, security="starttls").send(message(), NURSE)
+
+    def test_implicit_tls_against_a_plain_server_fails_without_hanging(
+        self, smtp_server: SmtpTestServer
+    ) -> None:
+        with pytest.raises(TransientDeliveryError):
+            email_channel(smtp_server, security="ssl", timeout=2).send(message(), NURSE)
+        assert smtp_server.messages == []
+
+    def test_message_id_is_sanitised(self, smtp_server: SmtpTestServer) -> None:
+        receipt = email_channel(smtp_server).send(
+            message("id with spaces@x>"), Recipient("n<1>", email="n@example.org"))
+        assert receipt.provider_id == "<id-with-spaces-x-.alert.n-1-@example.org>"
+        assert smtp_server.messages[0].message_id == receipt.provider_id
 
     @pytest.mark.parametrize("address", [None, "not-an-address", "a@b", "x@example.org\nBcc: y"])
     def test_bad_recipient_address_is_permanent_without_connecting(

@@ -7,7 +7,8 @@ or an error document ``{"code", "message", "more_info", "status"}``.
 
 Scriptable faults, consumed in order, one per request (before auth is checked):
 
-- ``fail_next(n, status=500, code=None)`` — the next ``n`` requests get that error;
+- ``fail_next(n, status=500, code=None, html=None)`` — the next ``n`` requests get that
+  error (a Twilio JSON error document, or ``html`` as a proxy would answer);
 - ``throttle_next(n)`` — 429 with Twilio code 20429;
 - ``delay_next(n, seconds)`` — answer normally but only after ``seconds`` (the message *is*
   recorded first, as Twilio would have created it): provokes client read timeouts;
@@ -71,6 +72,7 @@ class _Fault:
     status: int = 500
     code: int | None = None
     seconds: float = 0.0
+    html: str | None = None
 
 
 @dataclass
@@ -121,6 +123,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, state: _State, form: dict[str, str]) -> int:
         with state.lock:
             fault = state.faults.popleft() if state.faults else None
+        if fault is not None and fault.kind == "error" and fault.html is not None:
+            raw = fault.html.encode()
+            self.send_response(fault.status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+            return fault.status
         if fault is not None and fault.kind == "error":
             message = "Too Many Requests" if fault.status == 429 else "Injected fault"
             self._reply(fault.status, _error_doc(fault.status, fault.code, message))
@@ -212,7 +222,8 @@ class TwilioTestServer:
     def start(self) -> TwilioTestServer:
         self._server = _Server(self._state)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="twilio-test-server", daemon=True)
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+            name="twilio-test-server", daemon=True)
         self._thread.start()
         return self
 
@@ -241,9 +252,13 @@ class TwilioTestServer:
         return f"http://127.0.0.1:{self.port}"
 
     # fault plan
-    def fail_next(self, n: int = 1, *, status: int = 500, code: int | None = None) -> None:
+    def fail_next(self, n: int = 1, *, status: int = 500, code: int | None = None,
+                  html: str | None = None) -> None:
+        """The next ``n`` requests get ``status`` with a Twilio error document, or with
+        ``html`` as a text/html body (what a proxy or load balancer would answer)."""
         with self._state.lock:
-            self._state.faults.extend(_Fault("error", status=status, code=code) for _ in range(n))
+            self._state.faults.extend(
+                _Fault("error", status=status, code=code, html=html) for _ in range(n))
 
     def throttle_next(self, n: int = 1) -> None:
         self.fail_next(n, status=429, code=20429)
