@@ -13,10 +13,10 @@ any text, because kinds name drugs and diagnoses.
 SMS texts are ASCII, under 160 characters even for the longest allowed patient reference
 (64 characters); :func:`render` raises ``ValueError`` rather than produce a longer one.
 
-**[reading]** The brief asks the e-mail body to tell staff to run
-``cno-tracker status <ref>``. The command name itself hints at the condition, so it is
-only put in the e-mail body (never in the SMS nor in any subject) and is a parameter
-(``tracker_command``) that a centre can replace with a neutral alias.
+**[reading]** The brief asks the e-mail body to tell staff how to open the record. The
+program's own name (``cno-tracker``) names the condition, so messages say ``tracker status
+<ref>``: a neutral alias a centre installs (``alias tracker=cno-tracker``), and a parameter
+(``tracker_command``). Tests assert that "cno" appears nowhere in any message.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from uuid import UUID
 from alerts.channels.base import SEVERITIES, Message, Severity
 from events.vocabulary.common import check_patient_ref
 
-TRACKER_COMMAND = "cno-tracker"
+TRACKER_COMMAND = "tracker"  # a neutral alias: the real command name would name the disease
 SMS_LIMIT = 160
 
 #: Neutral label per alert kind: one label, or one per severity (warning → urgent = overdue).

@@ -108,11 +108,11 @@ def test_every_clinical_kind_of_section_6_has_a_label() -> None:
 def test_render_every_kind_leaks_nothing_and_fits_an_sms(kind: str, severity: str) -> None:
     msg = render(alert(kind, severity))
     assert len(msg.sms_text) < 160 and msg.sms_text.isascii()
-    for text in (msg.subject, msg.sms_text, msg.email_text.replace("cno-tracker status", "")):
+    for text in (msg.subject, msg.sms_text, msg.email_text):
         assert leaks(text) == [], (kind, severity, text)
     assert kind not in msg.subject + msg.sms_text + msg.email_text
     assert REF in msg.sms_text and REF in msg.subject and "2015-02-05" in msg.sms_text
-    assert "cno-tracker status P0007" in msg.email_text
+    assert "tracker status P0007" in msg.email_text
     assert (msg.kind, msg.severity, msg.alert_id, msg.patient_ref, msg.due_on) == (
         kind, severity, str(UUID(int=7)), REF, DUE)
 
@@ -217,7 +217,7 @@ def test_digest_lists_refs_labels_and_dates_urgent_first() -> None:
                             "(1 URGENT). Open the tracker for details.")
     assert (msg.kind, msg.severity, msg.patient_ref, msg.due_on) == (
         "digest", "urgent", "", date(2015, 2, 5))
-    for text in (msg.subject, msg.sms_text, msg.email_text.replace("cno-tracker", "")):
+    for text in (msg.subject, msg.sms_text, msg.email_text):
         assert leaks(text) == []
 
 
