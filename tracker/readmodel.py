@@ -89,6 +89,7 @@ class StatusProjector:
         self.protocol = protocol
         self.clock = clock
         self.name = name
+        self._events_read = 0
 
     def today(self) -> date:
         return self.clock.now().astimezone(self.protocol.zone).date()
@@ -154,6 +155,7 @@ class StatusProjector:
 
     def _evaluate_streams(self, streams: Iterable[str], on: date) -> list[Evaluation]:
         histories = self.store.read_streams(s for s in streams if is_patient_stream(s))
+        self._events_read = sum(len(evs) for evs in histories.values())
         return [self.evaluate(p, evs, on) for p, evs in histories.items() if evs]
 
     # ----------------------------------------------------------------- following
@@ -165,32 +167,34 @@ class StatusProjector:
             if not mine:
                 report.skipped_locked = True
                 return report
-            on = self.today()
-            checkpoint = self.checkpoint()
-            while True:
-                batch = self.store.read_batch(checkpoint, batch_size)
-                if not batch:
-                    break
-                touched = sorted({e.stream for e in batch if is_patient_stream(e.stream)})
-                last = batch[-1]
-                checkpoint = Checkpoint(last.tx, last.position)
-                with self.engine.begin() as conn:
-                    for i in range(0, len(touched), _CHUNK):
-                        report.patients += self._write(
-                            conn, self._evaluate_streams(touched[i:i + _CHUNK], on))
-                    self._save_checkpoint(conn, checkpoint)
-                report.events += len(batch)
-                if progress is not None:
-                    progress(len(batch))
-            report.rechecked = self._recheck(on)
+            self._follow(report, batch_size, progress)
         return report
+
+    def _follow(self, report: CatchUpReport, batch_size: int,
+                progress: Callable[[int], None] | None) -> None:
+        on = self.today()
+        checkpoint = self.checkpoint()
+        while True:
+            batch = self.store.read_batch(checkpoint, batch_size)
+            if not batch:
+                break
+            touched = sorted({e.stream for e in batch if is_patient_stream(e.stream)})
+            last = batch[-1]
+            checkpoint = Checkpoint(last.tx, last.position)
+            with self.engine.begin() as conn:
+                for i in range(0, len(touched), _CHUNK):
+                    report.patients += self._write(
+                        conn, self._evaluate_streams(touched[i:i + _CHUNK], on))
+                self._save_checkpoint(conn, checkpoint)
+            report.events += len(batch)
+            if progress is not None:
+                progress(len(batch))
+        report.rechecked = self._recheck(on)
 
     def _recheck(self, on: date) -> int:
         with self.engine.connect() as conn:
             stale = [r[0] for r in conn.execute(
-                select(patient_status.c.patient).where(
-                    (patient_status.c.next_check_on <= on) | (patient_status.c.evaluated_on < on)
-                    & (patient_status.c.next_check_on.is_not(None))))]
+                select(patient_status.c.patient).where(patient_status.c.next_check_on <= on))]
         done = 0
         for i in range(0, len(stale), _CHUNK):
             with self.engine.begin() as conn:
@@ -205,27 +209,31 @@ class StatusProjector:
             if not mine:
                 report.skipped_locked = True
                 return report
-            on = self.today()
-            tail = self._tail()
-            with self.engine.begin() as conn:
-                conn.execute(delete(due_items))
-                conn.execute(delete(patient_status))
-                self._save_checkpoint(conn, START)
-            streams = [s for s in self.store.streams() if is_patient_stream(s)]
-            for i in range(0, len(streams), _CHUNK):
-                evals = self._evaluate_streams(streams[i:i + _CHUNK], on)
-                with self.engine.begin() as conn:
-                    report.patients += self._write(conn, evals)
-                n = sum(len(e.facts) for e in evals)
-                report.events += n
-                if progress is not None:
-                    progress(len(evals))
-            with self.engine.begin() as conn:
-                self._save_checkpoint(conn, tail)
-        # whatever arrived during the rebuild is folded by the usual catch-up
-        follow = self.catch_up()
+            self._refold_everything(report, progress)
+            # whatever arrived during the rebuild is folded by the usual catch-up
+            follow = CatchUpReport()
+            self._follow(follow, 5000, None)
         report.events += follow.events
         return report
+
+    def _refold_everything(self, report: CatchUpReport,
+                           progress: Callable[[int], None] | None) -> None:
+        on = self.today()
+        tail = self._tail()
+        with self.engine.begin() as conn:
+            conn.execute(delete(due_items))
+            conn.execute(delete(patient_status))
+            self._save_checkpoint(conn, START)
+        streams = [s for s in self.store.streams() if is_patient_stream(s)]
+        for i in range(0, len(streams), _CHUNK):
+            evals = self._evaluate_streams(streams[i:i + _CHUNK], on)
+            with self.engine.begin() as conn:
+                report.patients += self._write(conn, evals)
+            report.events += self._events_read
+            if progress is not None:
+                progress(len(evals))
+        with self.engine.begin() as conn:
+            self._save_checkpoint(conn, tail)
 
     def _tail(self) -> Checkpoint:
         """The last readable checkpoint now (everything up to it is in the streams read)."""

@@ -77,7 +77,8 @@ def test_time_alone_moves_a_patient_into_remission(store: EventStore) -> None:
     clock = FixedClock(datetime(2020, 9, 30, 12, tzinfo=UTC))
     import_lines([orjson.dumps(x) for x in lines], store, clock=clock, protocol=DEFAULT_PROTOCOL)
     projector = StatusProjector(store, DEFAULT_PROTOCOL, clock)
-    projector.catch_up()
+    first = projector.catch_up()
+    assert (first.events, first.patients) == (3, 1), first
     with store.engine.connect() as conn:
         assert load_status(conn, "P0100")["disease"]["state"] == "inactive"  # type: ignore[index]
     # 31 Mar + 6 months = 30 Sep; remission from 1 Oct, with no new event
