@@ -10,12 +10,19 @@ Guarantees
   stream and the canonical JSON of everything stored; :meth:`verify` recomputes it.
 - **No reader skips an event** (PostgreSQL): positions come from a sequence, so they are
   taken in one order and committed in another. Every row also stores the id of the
-  transaction that wrote it (``tx``). Readers follow the pair ``(tx, position)`` and read
-  only rows whose ``tx`` is below the oldest transaction still running
-  (``pg_snapshot_xmin``). Every transaction below that bound has ended, and a transaction
-  that starts later gets a larger id, so no row can ever appear behind a reader's
-  checkpoint: the readable log only grows at its end. Writers take no lock. On SQLite the
-  database lock serialises writers, so positions are already in commit order (``tx`` is 0).
+  transaction that wrote it (``tx``). Readers follow the pair ``(tx, position)`` and, in the
+  same statement (one snapshot), read only rows whose ``tx`` is below :data:`READ_BOUND`:
+  the smallest transaction id still running at the snapshot, leaving out transactions of
+  backends connected to *other databases* (they cannot write this table), or the
+  snapshot's ``xmax`` when none is left. Every transaction below that bound has ended and
+  any transaction that writes later gets a larger id, so no row can ever appear behind a
+  reader's checkpoint: the readable log only grows at its end. Writers take no lock.
+  Leaving out other databases' transactions keeps a long transaction elsewhere on the
+  server (a backup, an idle session) from stalling readers; a transaction whose database
+  cannot be read from ``pg_stat_activity`` (a role without ``pg_read_all_stats``, a
+  prepared transaction) is counted conservatively: it delays readers, never skips.
+  On SQLite the database lock serialises writers, so positions are already in commit
+  order (``tx`` is 0).
 """
 
 from __future__ import annotations
@@ -61,6 +68,17 @@ from events.errors import (
 from events.store.tables import events as T
 
 _CHUNK = 500
+
+#: the exclusive upper bound of ``tx`` a reader may read (PostgreSQL), see the module doc
+READ_BOUND = literal_column("""(
+    SELECT LEAST(
+        pg_snapshot_xmax(s)::text::bigint,
+        (SELECT min(x::text::bigint) FROM pg_snapshot_xip(s) AS x
+          WHERE (x::text::bigint % 4294967296) NOT IN (
+            SELECT backend_xid::text::bigint FROM pg_stat_activity
+             WHERE backend_xid IS NOT NULL
+               AND datname IS DISTINCT FROM current_database())))
+    FROM pg_current_snapshot() AS s)""")
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -281,7 +299,7 @@ class EventStore:
         if self.is_postgres:
             q = q.where(and_(
                 tuple_(T.c.tx, T.c.position) > tuple_(literal(after.tx), literal(after.position)),
-                T.c.tx < literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint"),
+                T.c.tx < READ_BOUND,
             )).order_by(T.c.tx, T.c.position)
         else:
             q = q.where(T.c.position > after.position).order_by(T.c.position)

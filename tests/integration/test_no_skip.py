@@ -71,3 +71,28 @@ def test_tailing_reader_never_skips_or_repeats(pg_url: str) -> None:
     naive_skipped = len(every - naive_seen)
     # the scenario really produced out-of-order commits: a bare-position reader missed some
     assert naive_skipped > 0
+
+
+def test_a_transaction_open_in_another_database_does_not_stall_readers(pg_url: str) -> None:
+    """pg_snapshot_xmin is server-wide; the read bound leaves other databases out."""
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import PG_ADMIN_URL
+
+    store = EventStore(make_engine(pg_url))
+    other = create_engine(PG_ADMIN_URL)
+    with other.connect() as conn:
+        conn.execute(text("CREATE TEMP TABLE hold (i int)"))
+        conn.execute(text("INSERT INTO hold VALUES (1)"))  # an xid, held open
+        store.append("P0001", 0, [enrol(), visit()])
+        assert len(store.read_batch(START, 10)) == 2
+        # and a transaction of our own database still holds readers back (never skips)
+        with store.engine.connect() as mine:
+            mine.execute(text("SELECT pg_current_xact_id()"))
+            store.append("P0002", 0, [enrol()])
+            assert len(store.read_batch(START, 10)) == 2
+            mine.rollback()
+        assert len(store.read_batch(START, 10)) == 3
+        conn.rollback()
+    other.dispose()
+    store.engine.dispose()
