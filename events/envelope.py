@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import orjson
@@ -22,7 +22,9 @@ def canonical_json(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
+@lru_cache(maxsize=8192)
 def utc_iso(moment: datetime) -> str:
+    """ISO UTC with microseconds (cached: an import stamps every event with one instant)."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -89,6 +91,10 @@ class NewEvent:
     recorded_at: datetime
     recorded_by: str
     idempotency_key: str | None = None
+    #: the canonical JSON of ``data`` and the content hash, when the caller computed them
+    #: already (the importer does, to compare idempotency keys); derived otherwise
+    data_json: bytes | None = None
+    content_hash: str | None = None
 
     def __post_init__(self) -> None:
         if self.occurred_at.tzinfo is None or self.recorded_at.tzinfo is None:

@@ -40,8 +40,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            conn.connection.dbapi_connection.execute(f"BEGIN {mode}")
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    # No pre-ping: it costs a round trip per checkout. A connection broken by a server
+    # restart fails its statement once, SQLAlchemy then discards the whole pool, and the
+    # caller's next attempt (the worker's next tick, a person's retry) gets a fresh one.
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _utc_session(dbapi_conn: Any, _record: Any) -> None:
+        # timestamps come back in UTC: no per-row time-zone conversion on read
+        dbapi_conn.execute("SET TIME ZONE 'UTC'")
+        dbapi_conn.commit()
+
+    return engine

@@ -32,13 +32,17 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     Connection,
     Engine,
+    String,
     and_,
+    any_,
     func,
     insert,
     literal,
@@ -68,9 +72,10 @@ from events.errors import (
 from events.store.tables import events as T
 
 _CHUNK = 500
+_BIG_CHUNK = 5000  # for key look-ups (SQLite allows 32,766 bound values)
 
 #: the exclusive upper bound of ``tx`` a reader may read (PostgreSQL), see the module doc
-READ_BOUND = literal_column("""(
+READ_BOUND: ColumnClause[Any] = literal_column("""(
     SELECT LEAST(
         pg_snapshot_xmax(s)::text::bigint,
         (SELECT min(x::text::bigint) FROM pg_snapshot_xip(s) AS x
@@ -126,6 +131,67 @@ def _row_to_event(row: Any) -> RecordedEvent:
     return RecordedEvent(*row)
 
 
+_COPY_COLUMNS = ("event_id", "stream", "version", "type", "schema_version", "occurred_at",
+                 "occurred_on", "recorded_at", "recorded_by", "idempotency_key",
+                 "content_hash", "data", "hash")
+_COPY_SQL = f"COPY events (tx, {', '.join(_COPY_COLUMNS)}) FROM STDIN"
+_SQLITE_INSERT = (f"INSERT INTO events (tx, {', '.join(_COPY_COLUMNS)}) "
+                  f"VALUES (0, {', '.join('?' * len(_COPY_COLUMNS))})")
+
+
+@lru_cache(maxsize=8192)
+def _sqlite_instant(moment: datetime) -> str:
+    """SQLAlchemy's SQLite DATETIME storage format, in UTC."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ",
+                                                                timespec="microseconds")
+
+
+def build_rows(stream: str, head: Head, new: Sequence[NewEvent]) -> list[dict[str, Any]]:
+    """The rows for appending ``new`` after ``head``: versions, hash chain, content hashes."""
+    rows: list[dict[str, Any]] = []
+    prev = head.hash
+    version = head.version
+    for e in new:
+        version += 1
+        data_json = e.data_json if e.data_json is not None else canonical_json(dump_data(e.data))
+        schema_version = type(e.data).schema_version
+        h = chain_hash(prev, event_id=e.event_id, stream=stream, version=version,
+                       event_type=e.type, schema_version=schema_version,
+                       occurred_at=e.occurred_at, occurred_on=e.occurred_on,
+                       recorded_at=e.recorded_at, recorded_by=e.recorded_by,
+                       idempotency_key=e.idempotency_key, data_json=data_json)
+        rows.append({
+            "event_id": e.event_id, "stream": stream, "version": version, "type": e.type,
+            "schema_version": schema_version, "occurred_at": e.occurred_at,
+            "occurred_on": e.occurred_on, "recorded_at": e.recorded_at,
+            "recorded_by": e.recorded_by, "idempotency_key": e.idempotency_key,
+            "content_hash": e.content_hash or content_hash(e.type, stream, e.occurred_at,
+                                                           data_json),
+            "data": data_json.decode(), "hash": h,
+        })
+        prev = h
+    return rows
+
+
+def _recorded(rows: list[dict[str, Any]], keys: Sequence[Any]) -> list[RecordedEvent]:
+    return [RecordedEvent(
+        key[0], key[1], row["event_id"], row["stream"], row["version"], row["type"],
+        row["schema_version"], row["occurred_at"], row["occurred_on"], row["recorded_at"],
+        row["recorded_by"], row["idempotency_key"], row["data"], row["hash"])
+        for row, key in zip(rows, keys, strict=True)]
+
+
+def _refusal(exc: IntegrityError, stream: str, expected_version: int,
+             rows: list[dict[str, Any]]) -> StoreError:
+    text = str(exc.orig).lower()
+    if "idempotency" in text:
+        key = next((r["idempotency_key"] for r in rows if r["idempotency_key"]), "?")
+        return DuplicateIdempotencyKey(str(key))
+    if "version" in text or "stream" in text:
+        return ConcurrencyConflict(stream, expected_version, None)
+    return StoreError(f"the store refused the append: {exc.orig}")
+
+
 class Writer:
     """Appends inside one transaction (see :meth:`EventStore.transaction`)."""
 
@@ -133,11 +199,30 @@ class Writer:
         self.store = store
         self.conn = conn
         self.heads: dict[str, Head] = {}
+        self._tx: int | None = None
+        self._to_copy: list[dict[str, Any]] = []
+
+    def flush(self) -> None:
+        """Write rows buffered for COPY (called before the transaction commits)."""
+        if self._to_copy:
+            rows, self._to_copy = self._to_copy, []
+            try:
+                self._copy(rows)
+            except IntegrityError as exc:
+                for stream in {r["stream"] for r in rows}:
+                    self.store.forget(stream)
+                raise _refusal(exc, rows[0]["stream"], rows[0]["version"] - 1, rows) from None
 
     def head(self, stream: str) -> Head:
         if stream in self.heads:
             return self.heads[stream]
         return self.store.head(stream, conn=self.conn)
+
+    def prefetch_heads(self, streams: Iterable[str]) -> None:
+        """Read the heads of many streams in a few queries (imports touch hundreds)."""
+        names = set(streams)
+        found = self.store.heads(names, conn=self.conn)
+        self.heads.update({s: found.get(s, Head(0, GENESIS)) for s in names})
 
     def append(self, stream: str, expected_version: int, new: Sequence[NewEvent], *,
                returning: bool = True) -> list[RecordedEvent]:
@@ -146,62 +231,59 @@ class Writer:
         head = self.head(stream)
         if head.version != expected_version:
             raise ConcurrencyConflict(stream, expected_version, head.version)
-        rows: list[dict[str, Any]] = []
-        prev = head.hash
-        for i, e in enumerate(new, start=1):
-            version = expected_version + i
-            data_json = canonical_json(dump_data(e.data))
-            schema_version = type(e.data).schema_version
-            h = chain_hash(prev, event_id=e.event_id, stream=stream, version=version,
-                           event_type=e.type, schema_version=schema_version,
-                           occurred_at=e.occurred_at, occurred_on=e.occurred_on,
-                           recorded_at=e.recorded_at, recorded_by=e.recorded_by,
-                           idempotency_key=e.idempotency_key, data_json=data_json)
-            rows.append({
-                "event_id": e.event_id, "stream": stream, "version": version, "type": e.type,
-                "schema_version": schema_version, "occurred_at": e.occurred_at,
-                "occurred_on": e.occurred_on, "recorded_at": e.recorded_at,
-                "recorded_by": e.recorded_by, "idempotency_key": e.idempotency_key,
-                "content_hash": content_hash(e.type, stream, e.occurred_at, data_json),
-                "data": data_json.decode(), "hash": h,
-            })
-            prev = h
-        stmt = insert(T).values(tx=self.store.tx_expression)
+        rows = build_rows(stream, head, new)
         try:
             if returning:
-                result = self.conn.execute(
-                    stmt.returning(T.c.position, T.c.tx, sort_by_parameter_order=True), rows)
-                keys = result.all()
+                keys = self.conn.execute(self.store.insert_returning, rows).all()
+            elif self.store.is_postgres:
+                self._to_copy.extend(rows)  # one COPY for the whole transaction: flush()
+                keys = []
             else:
-                self.conn.execute(stmt, rows)
+                self._executemany_sqlite(rows)
                 keys = []
         except IntegrityError as exc:
             self.store.forget(stream)
-            text = str(exc.orig).lower()
-            if "idempotency" in text:
-                key = next((r["idempotency_key"] for r in rows if r["idempotency_key"]), "?")
-                raise DuplicateIdempotencyKey(str(key)) from None
-            if "version" in text or "stream" in text:
-                raise ConcurrencyConflict(stream, expected_version, None) from None
-            raise StoreError(f"the store refused the append: {exc.orig}") from None
-        self.heads[stream] = Head(expected_version + len(new), prev)
-        out = []
-        for row, key in zip(rows, keys, strict=False):
-            out.append(RecordedEvent(
-                key[0], key[1], row["event_id"], stream, row["version"], row["type"],
-                row["schema_version"], row["occurred_at"], row["occurred_on"],
-                row["recorded_at"], row["recorded_by"], row["idempotency_key"], row["data"],
-                row["hash"]))
-        return out
+            raise _refusal(exc, stream, expected_version, rows) from None
+        self.heads[stream] = Head(rows[-1]["version"], rows[-1]["hash"])
+        return _recorded(rows, keys) if returning else []
+
+    def _executemany_sqlite(self, rows: list[dict[str, Any]]) -> None:
+        """Bulk rows through the driver's executemany, values already in SQLite's storage
+        format (what UTCDateTime and Date write), skipping per-row ORM-level processing."""
+        raw = self.conn.connection.dbapi_connection
+        assert raw is not None
+        raw.executemany(_SQLITE_INSERT, [(
+            r["event_id"], r["stream"], r["version"], r["type"], r["schema_version"],
+            _sqlite_instant(r["occurred_at"]), r["occurred_on"].isoformat(),
+            _sqlite_instant(r["recorded_at"]), r["recorded_by"], r["idempotency_key"],
+            r["content_hash"], r["data"], r["hash"]) for r in rows])
+
+    def _copy(self, rows: list[dict[str, Any]]) -> None:
+        """Bulk rows through COPY (PostgreSQL), inside this transaction."""
+        if self._tx is None:
+            self._tx = int(self.conn.execute(select(self.store.tx_expression)).scalar_one())
+        raw = self.conn.connection.dbapi_connection
+        assert raw is not None
+        with raw.cursor() as cur, cur.copy(_COPY_SQL) as copy:  # type: ignore[attr-defined]
+            for r in rows:
+                copy.write_row((self._tx, *(r[c] for c in _COPY_COLUMNS)))
 
 
 class EventStore:
+    #: appends of up to this many events to one stream go out as one autocommit statement
+    #: (PostgreSQL): atomic, and one round trip instead of BEGIN / INSERT / COMMIT
+    SINGLE_STATEMENT_MAX = 500
+
     def __init__(self, engine: Engine, *, head_cache_size: int = 50_000) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.is_postgres = self.dialect == "postgresql"
         self.tx_expression: ColumnClause[Any] = literal_column(
             "pg_current_xact_id()::text::bigint" if self.is_postgres else "0")
+        self.insert_rows = insert(T).values(tx=self.tx_expression)
+        self.insert_returning = self.insert_rows.returning(
+            T.c.position, T.c.tx, sort_by_parameter_order=True)
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._heads: OrderedDict[str, Head] = OrderedDict()
         self._head_cache_size = head_cache_size
         self._lock = threading.Lock()
@@ -217,6 +299,7 @@ class EventStore:
             try:
                 with conn.begin():
                     yield writer
+                    writer.flush()
             except BaseException:
                 for stream in writer.heads:
                     self.forget(stream)
@@ -225,9 +308,23 @@ class EventStore:
 
     def append(self, stream: str, expected_version: int,
                new: Sequence[NewEvent]) -> list[RecordedEvent]:
-        """Append a batch to one stream in one transaction; returns the stored events."""
-        with self.transaction() as w:
-            return w.append(stream, expected_version, new)
+        """Append a batch to one stream, all or nothing; returns the stored events."""
+        if not (self.is_postgres and 0 < len(new) <= self.SINGLE_STATEMENT_MAX):
+            with self.transaction() as w:
+                return w.append(stream, expected_version, new)
+        head = self.head(stream)
+        if head.version != expected_version:
+            raise ConcurrencyConflict(stream, expected_version, head.version)
+        rows = build_rows(stream, head, new)
+        try:
+            with self._autocommit.connect() as conn:
+                # one statement is one transaction: the rows commit together or not at all
+                keys = conn.execute(self.insert_returning, rows).all()
+        except IntegrityError as exc:
+            self.forget(stream)
+            raise _refusal(exc, stream, expected_version, rows) from None
+        self._remember({stream: Head(rows[-1]["version"], rows[-1]["hash"])})
+        return _recorded(rows, keys)
 
     # ------------------------------------------------------------------ heads
     def head(self, stream: str, *, conn: Connection | None = None) -> Head:
@@ -240,6 +337,21 @@ class EventStore:
         rows = conn.execute(q).all() if conn is not None else self._read(q)
         row = rows[0] if rows else None
         return Head(row[0], row[1]) if row else Head(0, GENESIS)
+
+    def heads(self, streams: Iterable[str], *, conn: Connection | None = None
+              ) -> dict[str, Head]:
+        """The heads of many streams (streams with no event are left out)."""
+        names = sorted(set(streams))
+        out: dict[str, Head] = {}
+        for i in range(0, len(names), _CHUNK):
+            chunk = names[i:i + _CHUNK]
+            last = (select(T.c.stream, func.max(T.c.version).label("v"))
+                    .where(T.c.stream.in_(chunk)).group_by(T.c.stream).subquery())
+            q = select(T.c.stream, T.c.version, T.c.hash).join(
+                last, and_(T.c.stream == last.c.stream, T.c.version == last.c.v))
+            rows = conn.execute(q).all() if conn is not None else self._read(q)
+            out.update({r[0]: Head(r[1], r[2]) for r in rows})
+        return out
 
     def stream_version(self, stream: str) -> int:
         return self.head(stream).version
@@ -332,9 +444,11 @@ class EventStore:
         """key -> (content_hash, event_id, stream) for keys already stored."""
         wanted = sorted(set(keys))
         out: dict[str, tuple[str, str, str]] = {}
-        for i in range(0, len(wanted), _CHUNK):
-            q = (select(T.c.idempotency_key, T.c.content_hash, T.c.event_id, T.c.stream)
-                 .where(T.c.idempotency_key.in_(wanted[i:i + _CHUNK])))
+        for i in range(0, len(wanted), _BIG_CHUNK):
+            chunk = wanted[i:i + _BIG_CHUNK]
+            q = select(T.c.idempotency_key, T.c.content_hash, T.c.event_id, T.c.stream).where(
+                T.c.idempotency_key == any_(literal(chunk, ARRAY(String)))
+                if self.is_postgres else T.c.idempotency_key.in_(chunk))
             out.update({r[0]: (r[1], r[2], r[3]) for r in self._read(q)})
         return out
 

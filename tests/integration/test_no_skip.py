@@ -28,7 +28,7 @@ def _writer(url: str, writer: int, seed: int) -> None:
         stream = f"W{writer}-{i % 5}"
         version = store.stream_version(stream)
         with store.transaction() as w:
-            w.append(stream, version, [enrol() if version == 0 else visit()], returning=False)
+            w.append(stream, version, [enrol() if version == 0 else visit()])
             # hold the transaction open after its position was taken, so that later
             # positions from other writers commit first
             time.sleep(rng.choice([0, 0, 0.001, 0.004, 0.012]))
