@@ -219,7 +219,7 @@ class StatusProjector:
     def _refold_everything(self, report: CatchUpReport,
                            progress: Callable[[int], None] | None) -> None:
         on = self.today()
-        tail = self._tail()
+        tail = self.store.tail()
         with self.engine.begin() as conn:
             conn.execute(delete(due_items))
             conn.execute(delete(patient_status))
@@ -235,16 +235,6 @@ class StatusProjector:
         with self.engine.begin() as conn:
             self._save_checkpoint(conn, tail)
 
-    def _tail(self) -> Checkpoint:
-        """The last readable checkpoint now (everything up to it is in the streams read)."""
-        cp = START
-        while True:
-            batch = self.store.read_batch(cp, 50_000)
-            if not batch:
-                return cp
-            cp = Checkpoint(batch[-1].tx, batch[-1].position)
-
-
 # ----------------------------------------------------------------- queries
 def load_status(conn: Connection, patient: str) -> dict[str, Any] | None:
     row = conn.execute(select(patient_status.c.status).where(
@@ -252,11 +242,16 @@ def load_status(conn: Connection, patient: str) -> dict[str, Any] | None:
     return orjson.loads(row[0]) if row else None
 
 
-def due_before(conn: Connection, until: date) -> list[dict[str, Any]]:
-    """Due items that fire on or before ``until``, by date (an indexed range query)."""
-    rows = conn.execute(select(due_items).where(due_items.c.fires_on <= until)
+def due_before(conn: Connection, until: date, *, with_causes: bool = True
+               ) -> list[dict[str, Any]]:
+    """Due items that fire on or before ``until``, by date (an indexed range query).
+    ``with_causes=False`` leaves out the bulky cause lists (the worklist needs none)."""
+    columns = list(due_items.c) if with_causes else [
+        c for c in due_items.c if c.name != "cause_event_ids"]
+    rows = conn.execute(select(*columns).where(due_items.c.fires_on <= until)
                         .order_by(due_items.c.fires_on, due_items.c.patient, due_items.c.key))
-    return [dict(r._mapping) for r in rows]
+    keys = [c.name for c in columns]
+    return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
 def all_rows(conn: Connection) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:

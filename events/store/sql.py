@@ -419,6 +419,16 @@ class EventStore:
         rows = conn.execute(q).all() if conn is not None else self._read(q)
         return [_row_to_event(r) for r in rows]
 
+    def tail(self) -> Checkpoint:
+        """The checkpoint of the last event a reader can read now."""
+        q = select(T.c.tx, T.c.position)
+        if self.is_postgres:
+            q = q.where(T.c.tx < READ_BOUND).order_by(T.c.tx.desc(), T.c.position.desc())
+        else:
+            q = q.order_by(T.c.position.desc())
+        rows = self._read(q.limit(1))
+        return Checkpoint(int(rows[0][0]), int(rows[0][1])) if rows else START
+
     def read_all(self, after: Checkpoint = START, *, batch_size: int = 2000,
                  known_at: datetime | None = None) -> Iterator[RecordedEvent]:
         """Every event after ``after``, streamed in batches: memory stays flat."""

@@ -137,7 +137,7 @@ def due_cmd(state: State, at: str | None, soon_days: int, as_json: bool) -> None
     on = parse_date(at, "--at") or app.clock.now().astimezone(app.protocol.zone).date()
     StatusProjector(app.store, app.protocol, app.clock).catch_up()
     with app.engine.connect() as conn:
-        rows = due_before(conn, on + timedelta(days=soon_days))
+        rows = due_before(conn, on + timedelta(days=soon_days), with_causes=False)
     items = worklist(rows, on, soon_days=soon_days)
     if as_json:
         emit_json({"at": on.isoformat(), "items": items})

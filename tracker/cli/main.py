@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from alerts.cli import alerts_group, worker_cmd
 from tracker import db
 from tracker.cli.audit import timeline_cmd, verify_cmd
 from tracker.cli.clinical import due_cmd, explain_cmd, projections_group, status_cmd
@@ -16,6 +17,7 @@ from tracker.cli.records import (
     record_cmd,
     visit_cmd,
 )
+from tracker.cli.reports import chart_cmd, cohort_report_cmd
 from tracker.settings import load_settings
 
 
@@ -43,7 +45,8 @@ def db_upgrade(state: State) -> None:
 
 
 for command in (import_cmd, record_cmd, visit_cmd, lab_cmd, infusion_cmd, timeline_cmd,
-                verify_cmd, status_cmd, explain_cmd, due_cmd, projections_group, generate_cmd):
+                verify_cmd, status_cmd, explain_cmd, due_cmd, projections_group, generate_cmd,
+                worker_cmd, alerts_group, chart_cmd, cohort_report_cmd):
     cli.add_command(command)
 
 

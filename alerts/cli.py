@@ -1,0 +1,142 @@
+"""``cno-tracker worker`` and ``cno-tracker alerts list|ack``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import click
+import orjson
+
+from events.envelope import utc_iso
+from tracker.cli.common import State, emit_json, handles_errors, pass_state
+from tracker.errors import CommandRefused, NotFound
+
+if TYPE_CHECKING:  # the worker's modules (twilio, APScheduler) load only when used
+    from alerts.outbox import AlertRow, DeliveryRow
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="run one full cycle and exit")
+@click.option("--worker-id", default=None, help="this worker's id in leases and logs")
+@click.option("--batch-size", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--lease-seconds", default=120.0, show_default=True,
+              type=click.FloatRange(min=1))
+@click.option("--poll-seconds", default=30.0, show_default=True,
+              type=click.FloatRange(min=0.1))
+@click.option("--now", default=None,
+              help="with --once: evaluate at this ISO instant (demos, replays)")
+@pass_state
+@handles_errors
+def worker_cmd(state: State, once: bool, worker_id: str | None, batch_size: int,
+               lease_seconds: float, poll_seconds: float, now: str | None) -> None:
+    """Raise, route, send and escalate alerts (runs until SIGTERM unless --once)."""
+    if now is not None and not once:
+        raise click.UsageError("--now is only allowed with --once")
+    from alerts.wiring import build_worker
+    from alerts.worker import configure_logging
+
+    configure_logging()
+    worker = build_worker(state.app(), worker_id=worker_id, batch_size=batch_size,
+                          lease_seconds=lease_seconds, poll_seconds=poll_seconds, now=now)
+    if once:
+        with worker:
+            worker.run_once()
+    else:
+        worker.run_forever()
+
+
+@click.group("alerts")
+def alerts_group() -> None:
+    """Alerts raised by the worker: list and acknowledge."""
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return utc_iso(value) if hasattr(value, "tzinfo") and hasattr(value, "hour") \
+        else value.isoformat()
+
+
+def alert_json(alert: AlertRow, deliveries: list[DeliveryRow]) -> dict[str, Any]:
+    return {
+        "alert_id": alert.alert_id, "patient": alert.patient, "kind": alert.kind,
+        "severity": alert.severity, "item": alert.item, "due_on": _iso(alert.due_on),
+        "fires_at": _iso(alert.fires_at), "status": alert.status, "level": alert.level,
+        "dedupe_key": alert.dedupe_key, "cause_event_ids": orjson.loads(alert.cause_event_ids),
+        "raised_at": _iso(alert.raised_at), "first_sent_at": _iso(alert.first_sent_at),
+        "escalate_at": _iso(alert.escalate_at), "closed_at": _iso(alert.closed_at),
+        "closed_by": alert.closed_by, "close_reason": alert.close_reason,
+        "deliveries": [{
+            "recipient": d.recipient, "channel": d.channel, "level": d.level,
+            "mode": d.mode, "status": d.status, "attempts": d.attempts,
+            "not_before": _iso(d.not_before), "sent_at": _iso(d.sent_at),
+            "provider_id": d.provider_id, "last_error": d.last_error,
+        } for d in deliveries],
+    }
+
+
+@alerts_group.command("list")
+@click.option("--open", "open_only", is_flag=True, help="only alerts not yet acknowledged")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+@handles_errors
+def list_cmd(state: State, open_only: bool, as_json: bool) -> None:
+    """Alerts with the state of their deliveries (unknown outcomes need a person)."""
+    from alerts.outbox import Outbox
+
+    app = state.app()
+    outbox = Outbox(app.store, app.protocol.zone)
+    with app.engine.connect() as conn:
+        rows = outbox.alerts(conn, open_only=open_only)
+        by_alert: dict[str, list[DeliveryRow]] = {}
+        for d in outbox.deliveries(conn, [a.alert_id for a in rows]) if rows else []:
+            by_alert.setdefault(d.alert_id, []).append(d)
+    if as_json:
+        emit_json([alert_json(a, by_alert.get(a.alert_id, [])) for a in rows])
+        return
+    if not rows:
+        click.echo("no open alerts" if open_only else "no alerts")
+        return
+    for a in rows:
+        counts = Counter(d.status for d in by_alert.get(a.alert_id, []))
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no deliveries"
+        flag = "  ATTENTION: outcome unknown" if counts.get("unknown") else ""
+        closed = f" by {a.closed_by}" if a.closed_by and a.status == "acknowledged" else ""
+        click.echo(f"{a.alert_id}  {a.status}{closed}  {a.severity:<7}  {a.patient}  "
+                   f"{a.kind}  due {a.due_on.isoformat()}  level {a.level}  "
+                   f"[{summary}]{flag}")
+
+
+@alerts_group.command("ack")
+@click.argument("alert")
+@click.option("--by", "by", required=True, help="who acknowledges (staff id)")
+@click.option("--note", default=None, help="what was done (no patient detail)")
+@pass_state
+@handles_errors
+def ack_cmd(state: State, alert: str, by: str, note: str | None) -> None:
+    """Acknowledge ALERT (its id, or a unique prefix): escalation and repeats stop."""
+    from alerts.outbox import Outbox
+
+    if not by.strip():
+        raise CommandRefused("--by must name who acknowledges")
+    app = state.app()
+    outbox = Outbox(app.store, app.protocol.zone)
+    with app.engine.connect() as conn:
+        found = outbox.find(conn, alert)
+    if not found:
+        raise NotFound(f"no alert {alert!r}")
+    if len(found) > 1:
+        raise CommandRefused(f"{alert!r} matches several alerts: give more of the id")
+    target = found[0]
+    with outbox.transaction() as writer:
+        before = outbox.acknowledge(writer, target.alert_id, by=by.strip()[:128],
+                                    note=note, now=app.clock.now())
+    if before.status == "acknowledged":
+        click.echo(f"alert {target.alert_id} was already acknowledged by {before.closed_by}")
+    elif before.status == "cancelled":
+        raise CommandRefused(
+            f"alert {target.alert_id} was cancelled ({before.close_reason}): nothing to "
+            "acknowledge")
+    else:
+        click.echo(f"alert {target.alert_id} acknowledged by {by.strip()}")

@@ -1,0 +1,261 @@
+"""Getting alerts to the right staff: routing by roster, claiming due deliveries, sending
+them through the channels and recording every outcome (as outbox rows and events).
+
+- Permanent failures (Twilio 21211/21610, SMTP 5xx, …) are dead-lettered at once.
+- Transient ones (429, 5xx, timeouts, SMTP 4xx) are retried after an exponential backoff
+  with jitter (:class:`RetryPolicy`), up to ``max_attempts``, then dead-lettered.
+- An unknown outcome (the provider may have the message) is marked ``unknown`` and never
+  repeated blindly; it shows in ``cno-tracker alerts list``.
+- Digest deliveries are sent as ONE message per recipient (and channel) listing all their
+  due digest deliveries (:func:`alerts.messages.render_digest`).
+
+Log lines are ``key=value``; they carry alert ids, staff ids, channels, provider ids and
+the pseudonymous patient reference at most — never an address, a phone number or a body.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from alerts.channels.base import Channel, DeliveryReceipt, Message, Recipient
+from alerts.errors import DeliveryError, PermanentDeliveryError, UnknownOutcomeError
+from alerts.messages import render, render_digest, render_escalation
+from alerts.outbox import DIGEST, IMMEDIATE, PENDING, DeliveryRow, Outbox, Route
+from alerts.roster import Roster
+from alerts.rules import backoff_seconds
+from tracker.clock import Clock
+from tracker.protocol import Protocol
+
+log = logging.getLogger("alerts.dispatch")
+
+FALLBACK_CHANNELS = ("file", "console")
+
+
+def logfmt(event: str, **fields: object) -> str:
+    """``event=<event> key=value …`` (values with spaces or quotes are quoted)."""
+    parts = [f"event={event}"]
+    for key, value in fields.items():
+        if value is None:
+            continue
+        text = str(value)
+        if not text or any(c in text for c in ' "=\n'):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+def routes_for(roster: Roster, kind: str, severity: str, level: int,
+               available: Collection[str]) -> list[Route]:
+    """One route per person the roster names for ``kind``/``severity`` at ``level``, by
+    their preferred channel when this worker has it, else another channel they can be
+    reached by, else the local fallback (file, then console).
+
+    **[reading]** A person whose channels are all unconfigured here (a development set-up
+    with neither Twilio nor SMTP) is reached through the console/file fallback rather than
+    not at all."""
+    fallback = next((c for c in FALLBACK_CHANNELS if c in available), None)
+    out: list[Route] = []
+    for member in roster.recipients_for(kind, severity, level):
+        channel = next((c for c in member.channels() if c in available), fallback)
+        if channel is not None:
+            out.append(Route(member.id, channel))
+    return out
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_seconds: float = 30.0
+    cap_seconds: float = 3600.0
+    max_attempts: int = 8
+    jitter: float = 0.2
+
+    def retry_at(self, attempt: int, now: datetime, rand: float) -> datetime | None:
+        """When attempt ``attempt + 1`` may run, or None when ``attempt`` was the last."""
+        if attempt >= self.max_attempts:
+            return None
+        delay = backoff_seconds(attempt, base=self.base_seconds, cap=self.cap_seconds,
+                                jitter=self.jitter, rand=rand)
+        return now + timedelta(seconds=delay)
+
+
+@dataclass
+class DispatchReport:
+    sent: int = 0
+    retrying: int = 0
+    dead: int = 0
+    unknown: int = 0
+    released: int = 0
+    digests: int = 0
+    outcomes: list[tuple[str, str]] = field(default_factory=list)  # (delivery_id, status)
+
+    def add(self, other: DispatchReport) -> None:
+        for name in ("sent", "retrying", "dead", "unknown", "released", "digests"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.outcomes.extend(other.outcomes)
+
+
+class Dispatcher:
+    def __init__(self, outbox: Outbox, channels: Mapping[str, Channel], roster: Roster,
+                 clock: Clock, protocol: Protocol, *, worker_id: str, batch_size: int = 100,
+                 lease: timedelta = timedelta(seconds=120), retry: RetryPolicy | None = None,
+                 rand: Callable[[], float] = random.random,
+                 stop: threading.Event | None = None) -> None:
+        self.outbox = outbox
+        self.channels = channels
+        self.roster = roster
+        self.clock = clock
+        self.protocol = protocol
+        self.worker_id = worker_id
+        self.by = f"alert-worker:{worker_id}"[:128]
+        self.batch_size = batch_size
+        self.lease = lease
+        self.retry = retry or RetryPolicy()
+        self.rand = rand
+        self.stop = stop or threading.Event()
+
+    # ----------------------------------------------------------------- public
+    def dispatch(self, *, max_batches: int = 50) -> DispatchReport:
+        """Send every due immediate delivery, then every due digest."""
+        report = self.dispatch_immediate(max_batches=max_batches)
+        if not self.stop.is_set():
+            report.add(self.dispatch_digest())
+        return report
+
+    def dispatch_immediate(self, *, max_batches: int = 50) -> DispatchReport:
+        report = DispatchReport()
+        for _ in range(max_batches):
+            if self.stop.is_set():
+                break
+            batch = self.outbox.claim(owner=self.worker_id, now=self.clock.now(),
+                                      mode=IMMEDIATE, limit=self.batch_size, lease=self.lease)
+            if not batch:
+                break
+            with self.outbox.engine.connect() as conn:
+                alerts = self.outbox.get_alerts(conn, (d.alert_id for d in batch))
+            for i, delivery in enumerate(batch):
+                if self._must_yield(delivery):
+                    report.released += self.outbox.release(
+                        self.worker_id, now=self.clock.now(),
+                        delivery_ids=[d.delivery_id for d in batch[i:]])
+                    break
+                alert = alerts[delivery.alert_id]
+                try:
+                    message = (render(alert) if delivery.level == 0
+                               else render_escalation(alert, level=delivery.level))
+                except ValueError as exc:
+                    self._failed([delivery], PermanentDeliveryError(
+                        f"cannot render the message ({exc})"), report, alert.patient)
+                    continue
+                self._deliver([delivery], message, report, alert.patient)
+            if len(batch) < self.batch_size:
+                break
+        return report
+
+    def dispatch_digest(self) -> DispatchReport:
+        """One digest per (recipient, channel) over all their due digest deliveries."""
+        report = DispatchReport()
+        batch = self.outbox.claim(owner=self.worker_id, now=self.clock.now(), mode=DIGEST,
+                                  limit=10_000, lease=self.lease)
+        if not batch:
+            return report
+        with self.outbox.engine.connect() as conn:
+            alerts = self.outbox.get_alerts(conn, (d.alert_id for d in batch))
+        groups: dict[tuple[str, str], list[DeliveryRow]] = {}
+        for d in batch:
+            groups.setdefault((d.recipient, d.channel), []).append(d)
+        ordered = [groups[k] for k in sorted(groups)]
+        for i, rows in enumerate(ordered):
+            if self.stop.is_set():
+                report.released += self.outbox.release(
+                    self.worker_id, now=self.clock.now(),
+                    delivery_ids=[d.delivery_id for g in ordered[i:] for d in g])
+                break
+            day = self.clock.now().astimezone(self.protocol.zone).date()
+            message = render_digest([alerts[d.alert_id] for d in rows], on=day)
+            report.digests += 1
+            self._deliver(rows, message, report, None)
+        return report
+
+    # ----------------------------------------------------------------- sending
+    def _must_yield(self, delivery: DeliveryRow) -> bool:
+        """Stop before a send when asked to, or when the lease is nearly over (another
+        worker would take the row again: release it instead)."""
+        if self.stop.is_set():
+            return True
+        assert delivery.lease_until is not None
+        return self.clock.now() > delivery.lease_until - self.lease / 4
+
+    def _recipient(self, staff_id: str) -> Recipient:
+        try:
+            return self.roster.member(staff_id).recipient()
+        except KeyError:
+            raise PermanentDeliveryError(
+                f"staff {staff_id!r} is no longer on the roster") from None
+
+    def _deliver(self, rows: Sequence[DeliveryRow], message: Message, report: DispatchReport,
+                 patient: str | None) -> None:
+        first = rows[0]
+        try:
+            channel = self.channels.get(first.channel)
+            if channel is None:
+                raise PermanentDeliveryError(
+                    f"channel {first.channel!r} is not configured on this worker",
+                    channel=first.channel)
+            recipient = self._recipient(first.recipient)
+            receipt: DeliveryReceipt = channel.send(message, recipient)
+        except DeliveryError as exc:
+            self._failed(rows, exc, report, patient)
+            return
+        except Exception as exc:  # a bug or an unexpected library error: maybe sent
+            self._failed(rows, UnknownOutcomeError(
+                f"unexpected error while sending ({type(exc).__name__})"), report, patient)
+            return
+        now = self.clock.now()
+        with self.outbox.transaction() as writer:
+            for d in sorted(rows, key=lambda d: d.alert_id):
+                self.outbox.record_sent(
+                    writer, d, provider_id=receipt.provider_id, channel=receipt.channel,
+                    now=now, by=self.by, escalation_minutes=self.protocol.escalation_minutes)
+        for d in rows:
+            report.sent += 1
+            report.outcomes.append((d.delivery_id, "sent"))
+            log.info(logfmt("alert.sent", alert=d.alert_id, patient=patient,
+                            recipient=d.recipient, channel=receipt.channel, level=d.level,
+                            mode=d.mode, attempt=d.attempts, provider_id=receipt.provider_id,
+                            worker=self.worker_id))
+
+    def _failed(self, rows: Sequence[DeliveryRow], exc: DeliveryError,
+                report: DispatchReport, patient: str | None) -> None:
+        now = self.clock.now()
+        unknown = isinstance(exc, UnknownOutcomeError)
+        permanent = not unknown and not exc.retryable
+        reason = exc.reason + (f" (code {exc.code})" if exc.code is not None
+                               and str(exc.code) not in exc.reason else "")
+        with self.outbox.transaction() as writer:
+            statuses = {}
+            for d in sorted(rows, key=lambda d: d.alert_id):
+                retry_at = (None if permanent or unknown
+                            else self.retry.retry_at(d.attempts, now, self.rand()))
+                statuses[d.delivery_id] = self.outbox.record_failure(
+                    writer, d, error=reason, permanent=permanent, unknown=unknown,
+                    retry_at=retry_at, now=now, by=self.by,
+                    escalation_minutes=self.protocol.escalation_minutes)
+        for d in rows:
+            status = statuses[d.delivery_id]
+            report.outcomes.append((d.delivery_id, status))
+            if status == PENDING:
+                report.retrying += 1
+            elif status == "unknown":
+                report.unknown += 1
+            else:
+                report.dead += 1
+            level = logging.WARNING if status == PENDING else logging.ERROR
+            log.log(level, logfmt("alert.failed", alert=d.alert_id, patient=patient,
+                                  recipient=d.recipient, channel=d.channel, attempt=d.attempts,
+                                  status=status, code=exc.code, reason=exc.reason,
+                                  worker=self.worker_id))

@@ -1,0 +1,425 @@
+"""The outbox: alerts and deliveries as rows, every change written in the same transaction
+as the event that records it (stream ``alert:<alert_id>``), so an audit replay of the log
+says who was told what, when, and who acted.
+
+Concurrency
+- Raising is insert-if-absent on the UNIQUE ``dedupe_key``: two workers racing raise once.
+- Claiming takes due rows with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL) and marks them
+  ``sending`` with a lease (``lease_owner``, ``lease_until``) in a short transaction; the
+  send happens outside any transaction; the outcome is recorded in another one. A row whose
+  lease expired (its worker died) is claimed again: at most the in-flight message repeats.
+- Every transaction that appends to an alert's stream first locks that alert's row
+  (``SELECT … FOR UPDATE``, alert ids in sorted order), so appends never race.
+  On SQLite the database lock serialises writers (transactions begin IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from alerts.rules import AlertSpec, KnownAlert, event_dedupe_key
+from alerts.tables import alerts as A
+from alerts.tables import deliveries as D
+from events.envelope import NewEvent
+from events.store import EventStore
+from events.store.sql import Writer
+from events.vocabulary import (
+    AlertAcknowledged,
+    AlertCancelled,
+    AlertEscalated,
+    AlertFailed,
+    AlertRaised,
+    AlertSent,
+    EventData,
+)
+
+PENDING, SENDING, SENT, DEAD, UNKNOWN, CANCELLED = (
+    "pending", "sending", "sent", "dead", "unknown", "cancelled")
+OPEN, ACKNOWLEDGED = "open", "acknowledged"
+IMMEDIATE, DIGEST = "immediate", "digest"
+
+log = logging.getLogger("alerts.outbox")
+
+
+def stream_of(alert_id: str) -> str:
+    return f"alert:{alert_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    alert_id: str
+    dedupe_key: str
+    grp: str
+    patient: str
+    kind: str
+    severity: str
+    item: str
+    due_on: Any
+    fires_at: datetime
+    cause_event_ids: str
+    status: str
+    level: int
+    raised_at: datetime
+    raised_by: str
+    first_sent_at: datetime | None
+    escalate_at: datetime | None
+    closed_at: datetime | None
+    closed_by: str | None
+    close_reason: str | None
+
+    @property
+    def patient_ref(self) -> str:  # what alerts.messages.render needs
+        return self.patient
+
+    @property
+    def urgent(self) -> bool:
+        return self.severity == "urgent"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    delivery_id: str
+    alert_id: str
+    recipient: str
+    channel: str
+    level: int
+    mode: str
+    status: str
+    not_before: datetime
+    attempts: int
+    lease_owner: str | None
+    lease_until: datetime | None
+    provider_id: str | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """One escalation step: the role, its routes and when the following step is due."""
+
+    role: str | None
+    routes: tuple[Route, ...] = ()
+    next_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One delivery to create: a staff id and the channel to use."""
+
+    recipient: str
+    channel: str
+
+
+def _alert(row: Any) -> AlertRow:
+    return AlertRow(**dict(row._mapping))
+
+
+def _delivery(row: Any) -> DeliveryRow:
+    return DeliveryRow(**dict(row._mapping))
+
+
+class Outbox:
+    """Reads and writes the outbox through an :class:`EventStore`'s engine."""
+
+    def __init__(self, store: EventStore, zone: ZoneInfo) -> None:
+        self.store = store
+        self.engine = store.engine
+        self.zone = zone
+        self.pg = store.is_postgres
+
+    # ----------------------------------------------------------------- plumbing
+    @contextmanager
+    def transaction(self) -> Iterator[Writer]:
+        with self.store.transaction() as writer:
+            yield writer
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A write transaction without events (claims, releases)."""
+        with self.engine.connect() as conn:
+            if not self.pg:
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    def new_event(self, data: EventData, now: datetime, by: str) -> NewEvent:
+        return NewEvent(event_id=str(uuid.uuid4()), type=type(data).__name__, data=data,
+                        occurred_at=now, occurred_on=now.astimezone(self.zone).date(),
+                        recorded_at=now, recorded_by=by)
+
+    def append(self, writer: Writer, alert_id: str, data: Sequence[EventData],
+               now: datetime, by: str) -> None:
+        """Append to the alert's stream; the caller holds the alert's row lock."""
+        stream = stream_of(alert_id)
+        if stream not in writer.heads:
+            self.store.forget(stream)  # another process may have appended: read the head
+        head = writer.head(stream)
+        writer.append(stream, head.version, [self.new_event(d, now, by) for d in data],
+                      returning=False)
+
+    def lock(self, conn: Connection, alert_ids: Iterable[str]) -> dict[str, AlertRow]:
+        ids = sorted(set(alert_ids))
+        if not ids:
+            return {}
+        q = select(A).where(A.c.alert_id.in_(ids)).order_by(A.c.alert_id)
+        if self.pg:
+            q = q.with_for_update()
+        return {r.alert_id: _alert(r) for r in conn.execute(q)}
+
+    # ----------------------------------------------------------------- reading
+    def known(self, conn: Connection, *, keys: Iterable[str] = ()) -> dict[str, KnownAlert]:
+        """Alerts with the given keys, plus every open alert (candidates for cancelling)."""
+        wanted = sorted(set(keys))
+        out: dict[str, KnownAlert] = {}
+        for i in range(0, len(wanted), 500):
+            q = select(A.c.alert_id, A.c.dedupe_key, A.c.status, A.c.patient).where(
+                A.c.dedupe_key.in_(wanted[i:i + 500]))
+            out.update({r.dedupe_key: KnownAlert(*r) for r in conn.execute(q)})
+        q = select(A.c.alert_id, A.c.dedupe_key, A.c.status, A.c.patient).where(
+            A.c.status == OPEN)
+        out.update({r.dedupe_key: KnownAlert(*r) for r in conn.execute(q)})
+        return out
+
+    def alerts(self, conn: Connection, *, open_only: bool = False) -> list[AlertRow]:
+        q = select(A).order_by(A.c.raised_at, A.c.alert_id)
+        if open_only:
+            q = q.where(A.c.status == OPEN)
+        return [_alert(r) for r in conn.execute(q)]
+
+    def get_alerts(self, conn: Connection, alert_ids: Iterable[str]) -> dict[str, AlertRow]:
+        ids = sorted(set(alert_ids))
+        return {r.alert_id: _alert(r) for r in conn.execute(
+            select(A).where(A.c.alert_id.in_(ids)))} if ids else {}
+
+    def find(self, conn: Connection, ref: str) -> list[AlertRow]:
+        """An alert by id, or by a unique prefix of at least 4 characters."""
+        exact = conn.execute(select(A).where(A.c.alert_id == ref)).first()
+        if exact is not None or len(ref) < 4:
+            return [_alert(exact)] if exact is not None else []
+        rows = conn.execute(select(A).where(A.c.alert_id.startswith(ref, autoescape=True))
+                            .limit(5))
+        return [_alert(r) for r in rows]
+
+    def deliveries(self, conn: Connection, alert_ids: Iterable[str] | None = None
+                   ) -> list[DeliveryRow]:
+        q = select(D).order_by(D.c.created_at, D.c.level, D.c.recipient, D.c.channel)
+        if alert_ids is not None:
+            q = q.where(D.c.alert_id.in_(sorted(set(alert_ids))))
+        return [_delivery(r) for r in conn.execute(q)]
+
+    # ----------------------------------------------------------------- raising
+    def raise_alert(self, writer: Writer, spec: AlertSpec, routes: Sequence[Route], *,
+                    now: datetime, not_before: datetime, by: str) -> str | None:
+        """Insert the alert if its key is new, its deliveries and AlertRaised; returns the
+        new alert id, or None when another worker raised it first."""
+        alert_id = str(uuid.uuid4())
+        values = {
+            "alert_id": alert_id, "dedupe_key": spec.dedupe_key, "grp": spec.group,
+            "patient": spec.patient, "kind": spec.kind, "severity": spec.severity,
+            "item": spec.item, "due_on": spec.due_on, "fires_at": spec.fires_at,
+            "cause_event_ids": orjson.dumps(list(spec.cause_event_ids)).decode(),
+            "status": OPEN, "level": 0, "raised_at": now, "raised_by": by,
+        }
+        ins = (pg_insert(A) if self.pg else sqlite_insert(A)).values(**values)
+        stmt = ins.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
+            A.c.alert_id)
+        if writer.conn.execute(stmt).first() is None:
+            return None
+        mode = IMMEDIATE if spec.urgent else DIGEST
+        self._add_deliveries(writer.conn, alert_id, routes, level=0, mode=mode,
+                             not_before=not_before, now=now)
+        self.append(writer, alert_id, [AlertRaised(
+            alert_id=alert_id, kind=spec.kind, severity=spec.severity,  # type: ignore[arg-type]
+            due_at=spec.fires_at, dedupe_key=event_dedupe_key(spec.dedupe_key),
+            cause_event_ids=list(spec.cause_event_ids), rule=spec.item)], now, by)
+        return alert_id
+
+    def _add_deliveries(self, conn: Connection, alert_id: str, routes: Sequence[Route], *,
+                        level: int, mode: str, not_before: datetime, now: datetime) -> int:
+        unique = {(r.recipient, r.channel): r for r in routes}
+        if not unique:
+            return 0
+        conn.execute(insert(D), [{
+            "delivery_id": str(uuid.uuid4()), "alert_id": alert_id, "recipient": r.recipient,
+            "channel": r.channel, "level": level, "mode": mode, "status": PENDING,
+            "not_before": not_before, "attempts": 0, "created_at": now, "updated_at": now,
+        } for r in unique.values()])
+        return len(unique)
+
+    # ----------------------------------------------------------------- closing
+    def _stop_deliveries(self, conn: Connection, alert_id: str, now: datetime) -> int:
+        """Cancel what has not gone yet (and rows abandoned by a dead worker)."""
+        waiting = or_(D.c.status == PENDING,
+                      and_(D.c.status == SENDING, D.c.lease_until < now))
+        result = conn.execute(update(D).where(D.c.alert_id == alert_id, waiting).values(
+            status=CANCELLED, lease_owner=None, lease_until=None, updated_at=now))
+        return int(result.rowcount or 0)
+
+    def cancel(self, writer: Writer, alert_id: str, reason: str, *, now: datetime,
+               by: str) -> bool:
+        alert = self.lock(writer.conn, [alert_id]).get(alert_id)
+        if alert is None or alert.status != OPEN:
+            return False
+        self._stop_deliveries(writer.conn, alert_id, now)
+        sent = alert.first_sent_at is not None
+        full = f"{reason}; {'closed after it went out' if sent else 'cancelled before it went out'}"
+        writer.conn.execute(update(A).where(A.c.alert_id == alert_id).values(
+            status=CANCELLED, escalate_at=None, closed_at=now, closed_by=by,
+            close_reason=full[:200]))
+        self.append(writer, alert_id, [AlertCancelled(alert_id=alert_id, reason=full[:200])],
+                    now, by)
+        return True
+
+    def acknowledge(self, writer: Writer, alert_id: str, *, by: str, note: str | None,
+                    now: datetime) -> AlertRow:
+        """Acknowledge an open alert: its escalation and retries stop. Returns the row as
+        it was (its status tells the caller whether anything changed)."""
+        alert = self.lock(writer.conn, [alert_id])[alert_id]
+        if alert.status != OPEN:
+            return alert
+        self._stop_deliveries(writer.conn, alert_id, now)
+        writer.conn.execute(update(A).where(A.c.alert_id == alert_id).values(
+            status=ACKNOWLEDGED, escalate_at=None, closed_at=now, closed_by=by,
+            close_reason=None))
+        self.append(writer, alert_id, [AlertAcknowledged(alert_id=alert_id, by=by, note=note)],
+                    now, by)
+        return alert
+
+    # ----------------------------------------------------------------- claiming
+    def claim(self, *, owner: str, now: datetime, mode: str, limit: int,
+              lease: timedelta) -> list[DeliveryRow]:
+        """Take up to ``limit`` due deliveries of ``mode`` for ``owner`` until now + lease."""
+        due = or_(and_(D.c.status == PENDING, D.c.not_before <= now),
+                  and_(D.c.status == SENDING, D.c.lease_until < now))
+        q = (select(D.c.delivery_id, D.c.status).where(due, D.c.mode == mode)
+             .order_by(D.c.not_before, D.c.delivery_id).limit(limit))
+        if self.pg:
+            q = q.with_for_update(skip_locked=True)
+        with self.connection() as conn:
+            found = conn.execute(q).all()
+            if not found:
+                return []
+            ids = [r[0] for r in found]
+            reclaimed = sum(1 for r in found if r[1] == SENDING)
+            if reclaimed:
+                log.warning("event=outbox.reclaimed owner=%s deliveries=%d "
+                            "reason=\"lease expired\"", owner, reclaimed)
+            conn.execute(update(D).where(D.c.delivery_id.in_(ids)).values(
+                status=SENDING, lease_owner=owner, lease_until=now + lease,
+                attempts=D.c.attempts + 1, updated_at=now))
+            rows = conn.execute(select(D).where(D.c.delivery_id.in_(ids))
+                                .order_by(D.c.not_before, D.c.delivery_id))
+            return [_delivery(r) for r in rows]
+
+    def release(self, owner: str, *, now: datetime, delivery_ids: Iterable[str] | None = None
+                ) -> int:
+        """Give back rows ``owner`` claimed but did not send (the attempt is not counted)."""
+        cond = [D.c.status == SENDING, D.c.lease_owner == owner]
+        if delivery_ids is not None:
+            ids = sorted(set(delivery_ids))
+            if not ids:
+                return 0
+            cond.append(D.c.delivery_id.in_(ids))
+        with self.connection() as conn:
+            result = conn.execute(update(D).where(*cond).values(
+                status=PENDING, lease_owner=None, lease_until=None,
+                attempts=D.c.attempts - 1, updated_at=now))
+            return int(result.rowcount or 0)
+
+    # ----------------------------------------------------------------- outcomes
+    def record_sent(self, writer: Writer, delivery: DeliveryRow, *, provider_id: str | None,
+                    channel: str, now: datetime, by: str, escalation_minutes: int) -> None:
+        alert = self.lock(writer.conn, [delivery.alert_id])[delivery.alert_id]
+        writer.conn.execute(update(D).where(D.c.delivery_id == delivery.delivery_id).values(
+            status=SENT, provider_id=provider_id, sent_at=now, lease_owner=None,
+            lease_until=None, last_error=None, updated_at=now))
+        if alert.first_sent_at is None:
+            changes: dict[str, Any] = {"first_sent_at": now}
+            if alert.urgent and alert.status == OPEN and alert.escalate_at is None:
+                changes["escalate_at"] = now + timedelta(minutes=escalation_minutes)
+            writer.conn.execute(update(A).where(A.c.alert_id == alert.alert_id)
+                                .values(**changes))
+        self.append(writer, alert.alert_id, [AlertSent(
+            alert_id=alert.alert_id, channel=channel, recipient=delivery.recipient,
+            provider_id=(provider_id or None) and provider_id[:200],
+            attempt=max(1, delivery.attempts))], now, by)
+
+    def record_failure(self, writer: Writer, delivery: DeliveryRow, *, error: str,
+                       permanent: bool, unknown: bool, retry_at: datetime | None,
+                       now: datetime, by: str, escalation_minutes: int) -> str:
+        """Record a failed attempt; returns the delivery's new status (pending = retry)."""
+        alert = self.lock(writer.conn, [delivery.alert_id])[delivery.alert_id]
+        status = UNKNOWN if unknown else DEAD if (permanent or retry_at is None) else PENDING
+        values: dict[str, Any] = {"status": status, "last_error": error[:500],
+                                  "lease_owner": None, "lease_until": None, "updated_at": now}
+        if status == PENDING:
+            assert retry_at is not None
+            values["not_before"] = retry_at
+        writer.conn.execute(update(D).where(D.c.delivery_id == delivery.delivery_id)
+                            .values(**values))
+        if alert.urgent and alert.status == OPEN and alert.escalate_at is None:
+            if unknown:  # maybe told: escalate as if it had been sent
+                self._set_escalate_at(writer.conn, alert.alert_id,
+                                      now + timedelta(minutes=escalation_minutes))
+            elif status == DEAD and not self._anyone_left(writer.conn, alert.alert_id,
+                                                          alert.level):
+                self._set_escalate_at(writer.conn, alert.alert_id, now)  # nobody told
+        self.append(writer, alert.alert_id, [AlertFailed(
+            alert_id=alert.alert_id, channel=delivery.channel, recipient=delivery.recipient,
+            error=error[:500], permanent=status == DEAD, outcome_unknown=unknown,
+            attempt=max(1, delivery.attempts))], now, by)
+        return status
+
+    def _set_escalate_at(self, conn: Connection, alert_id: str, when: datetime | None
+                         ) -> None:
+        conn.execute(update(A).where(A.c.alert_id == alert_id).values(escalate_at=when))
+
+    def _anyone_left(self, conn: Connection, alert_id: str, level: int) -> bool:
+        """True if a delivery of ``level`` was sent or may still be."""
+        q = select(D.c.delivery_id).where(
+            D.c.alert_id == alert_id, D.c.level == level,
+            D.c.status.in_([PENDING, SENDING, SENT, UNKNOWN])).limit(1)
+        return conn.execute(q).first() is not None
+
+    # ----------------------------------------------------------------- escalating
+    def due_escalations(self, conn: Connection, now: datetime, limit: int) -> list[str]:
+        q = (select(A.c.alert_id).where(A.c.status == OPEN, A.c.escalate_at <= now)
+             .order_by(A.c.escalate_at, A.c.alert_id).limit(limit))
+        return [r[0] for r in conn.execute(q)]
+
+    def escalate(self, writer: Writer, alert_id: str, *, now: datetime, by: str,
+                 step: Callable[[AlertRow], Escalation]) -> Escalation | None:
+        """Move an open alert whose escalation instant has come one level up; ``step`` says,
+        for the locked row, to which role, which routes and when the next step is due
+        (``role`` None: the chain is exhausted, nothing more is scheduled)."""
+        alert = self.lock(writer.conn, [alert_id]).get(alert_id)
+        if alert is None or alert.status != OPEN or alert.escalate_at is None \
+                or alert.escalate_at > now:
+            return None
+        plan = step(alert)
+        if plan.role is None:
+            self._set_escalate_at(writer.conn, alert_id, None)
+            return plan
+        level = alert.level + 1
+        self._add_deliveries(writer.conn, alert_id, plan.routes, level=level, mode=IMMEDIATE,
+                             not_before=now, now=now)
+        writer.conn.execute(update(A).where(A.c.alert_id == alert_id).values(
+            level=level, escalate_at=plan.next_at))
+        self.append(writer, alert_id, [AlertEscalated(alert_id=alert_id, to_role=plan.role,
+                                                      level=level)], now, by)
+        return plan

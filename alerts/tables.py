@@ -1,0 +1,82 @@
+"""The alert outbox: one ``alerts`` row per raised alert and one ``alert_deliveries`` row
+per (alert, recipient, channel, escalation level), on the application's one ``metadata``.
+
+Rows are written in the same transaction as the events that explain them (AlertRaised,
+AlertSent, …), so the outbox and the audit log never disagree.
+
+``alerts.status``: ``open`` → ``acknowledged`` | ``cancelled``.
+``alert_deliveries.status``: ``pending`` (waiting for ``not_before``) → ``sending``
+(claimed by ``lease_owner`` until ``lease_until``) → ``sent`` | ``pending`` (retry) |
+``dead`` (permanent failure or too many attempts) | ``unknown`` (the provider may have it:
+never repeated blindly); ``cancelled`` when the alert is acknowledged or cancelled first.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from events.store.tables import metadata
+from events.store.types import UTCDateTime
+
+ALERT_STATUSES = ("open", "acknowledged", "cancelled")
+DELIVERY_STATUSES = ("pending", "sending", "sent", "dead", "unknown", "cancelled")
+
+alerts = Table(
+    "alerts", metadata,
+    Column("alert_id", String(36), primary_key=True),
+    # the due item's stable key: UNIQUE, so racing workers raise an alert once
+    Column("dedupe_key", String(300), nullable=False, unique=True),
+    Column("grp", String(300), nullable=False),
+    Column("patient", String(64), nullable=False, index=True),
+    Column("kind", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("item", String(64), nullable=False),
+    Column("due_on", Date, nullable=False),
+    Column("fires_at", UTCDateTime(), nullable=False),
+    Column("cause_event_ids", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("level", Integer, nullable=False),  # escalation level reached (0 = routing)
+    Column("raised_at", UTCDateTime(), nullable=False),
+    Column("raised_by", String(128), nullable=False),
+    Column("first_sent_at", UTCDateTime(), nullable=True),
+    Column("escalate_at", UTCDateTime(), nullable=True),  # next escalation, when urgent
+    Column("closed_at", UTCDateTime(), nullable=True),
+    Column("closed_by", String(128), nullable=True),
+    Column("close_reason", String(200), nullable=True),
+)
+Index("ix_alerts_status_escalate_at", alerts.c.status, alerts.c.escalate_at)
+
+deliveries = Table(
+    "alert_deliveries", metadata,
+    Column("delivery_id", String(36), primary_key=True),
+    Column("alert_id", String(36), ForeignKey("alerts.alert_id"), nullable=False),
+    Column("recipient", String(64), nullable=False),  # a staff id from the roster
+    Column("channel", String(16), nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("mode", String(16), nullable=False),  # "immediate" | "digest"
+    Column("status", String(16), nullable=False),
+    Column("not_before", UTCDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("provider_id", String(200), nullable=True),
+    Column("last_error", String(500), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("alert_id", "recipient", "channel", "level"),
+)
+Index("ix_alert_deliveries_claim", deliveries.c.status, deliveries.c.mode,
+      deliveries.c.not_before)
+Index("ix_alert_deliveries_lease", deliveries.c.status, deliveries.c.lease_until)
+Index("ix_alert_deliveries_owner", deliveries.c.lease_owner)

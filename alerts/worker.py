@@ -1,0 +1,429 @@
+"""The alert worker: catch the read model up, raise and cancel alerts, escalate the
+unacknowledged urgent ones and dispatch the outbox — once (``run_once``) or on an
+APScheduler 3 schedule (``run_forever``) with the morning digest on a cron trigger at
+``digest_hour`` in the centre's time zone.
+
+Stopping: SIGTERM/SIGINT stop the schedule; the send in flight finishes and is recorded,
+claimed rows not yet sent go back to ``pending``, and the process exits 0. A database that
+goes away (PostgreSQL restart) fails the current job only: it is logged and the next tick
+tries again (the engine pings connections before use).
+
+SQLite supports one worker: a second one refuses to start (an ``fcntl.flock`` on
+``<database>.worker.lock``). PostgreSQL supports many (``FOR UPDATE SKIP LOCKED``).
+
+Subprocess entry point (multi-process tests, Procfile-less runs)::
+
+    python -m alerts.worker --once|--forever [--worker-id ID] [--batch-size N]
+        [--lease-seconds S] [--poll-seconds S] [--now INSTANT]
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from alerts.channels.base import Channel
+from alerts.dispatch import Dispatcher, DispatchReport, RetryPolicy, logfmt, routes_for
+from alerts.outbox import AlertRow, Escalation, Outbox
+from alerts.roster import Roster
+from alerts.rules import DueRow, plan, send_not_before
+from events.store import EventStore
+from tracker.clock import Clock
+from tracker.errors import ConfigurationError
+from tracker.protocol import Protocol
+from tracker.readmodel import CatchUpReport, StatusProjector, due_items, patient_status
+
+log = logging.getLogger("alerts.worker")
+T = TypeVar("T")
+_RAISE_CHUNK = 100
+
+
+class WorkerAlreadyRunning(ConfigurationError):
+    """A second worker on one SQLite database."""
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def sqlite_lock_path(store: EventStore) -> Path | None:
+    """``<database file>.worker.lock`` for a file SQLite database, else None."""
+    if store.is_postgres:
+        return None
+    database = store.engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database).resolve()
+    return path.with_name(path.name + ".worker.lock")
+
+
+class SingleWorkerLock:
+    """An exclusive, non-blocking ``fcntl.flock`` held for the worker's lifetime (the
+    kernel drops it if the process dies)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise WorkerAlreadyRunning(
+                f"another alert worker is already running on this SQLite database (lock "
+                f"{self.path} is held); SQLite supports one worker: stop the other one, or "
+                "use PostgreSQL to run several") from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+@dataclass
+class EvaluationReport:
+    raised: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    duplicates: int = 0  # raised meanwhile by another worker
+    too_old: int = 0
+
+
+@dataclass
+class CycleReport:
+    catch_up: CatchUpReport | None = None
+    evaluation: EvaluationReport | None = None
+    escalated: int = 0
+    dispatch: DispatchReport | None = None
+
+
+class AlertWorker:
+    def __init__(self, store: EventStore, protocol: Protocol, clock: Clock,
+                 channels: Mapping[str, Channel], roster: Roster, *,
+                 worker_id: str | None = None, batch_size: int = 100,
+                 lease_seconds: float = 120.0, poll_seconds: float = 30.0,
+                 retry: RetryPolicy | None = None,
+                 rand: Callable[[], float] = random.random) -> None:
+        if batch_size < 1 or lease_seconds <= 0 or poll_seconds <= 0:
+            raise ValueError("batch_size, lease_seconds and poll_seconds must be positive")
+        self.store = store
+        self.protocol = protocol
+        self.clock = clock
+        self.channels = dict(channels)
+        self.roster = roster
+        self.worker_id = (worker_id or default_worker_id())[:64]
+        self.by = f"alert-worker:{self.worker_id}"[:128]
+        self.poll_seconds = poll_seconds
+        self.stop_event = threading.Event()
+        self.outbox = Outbox(store, protocol.zone)
+        self.projector = StatusProjector(store, protocol, clock)
+        self.dispatcher = Dispatcher(
+            self.outbox, self.channels, roster, clock, protocol, worker_id=self.worker_id,
+            batch_size=batch_size, lease=timedelta(seconds=lease_seconds), retry=retry,
+            rand=rand, stop=self.stop_event)
+        path = sqlite_lock_path(store)
+        self._lock = SingleWorkerLock(path) if path is not None else None
+        self._started = False
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> AlertWorker:
+        if not self._started:
+            if self._lock is not None:
+                self._lock.acquire()
+            self._started = True
+            log.info(logfmt("worker.started", worker=self.worker_id,
+                            database=self.store.dialect, channels=",".join(sorted(self.channels))))
+        return self
+
+    def close(self) -> None:
+        """Give back unsent claims and the SQLite lock."""
+        if not self._started:
+            return
+        try:
+            released = self.outbox.release(self.worker_id, now=self.clock.now())
+            if released:
+                log.info(logfmt("worker.released", worker=self.worker_id, deliveries=released))
+        except (OperationalError, DBAPIError) as exc:
+            log.warning(logfmt("worker.release_failed", worker=self.worker_id,
+                               error=type(exc).__name__))
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+            self._started = False
+            log.info(logfmt("worker.stopped", worker=self.worker_id))
+
+    def __enter__(self) -> AlertWorker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    # ----------------------------------------------------------------- jobs
+    def catch_up(self) -> CatchUpReport:
+        report = self.projector.catch_up()
+        if report.events or report.rechecked:
+            log.info(logfmt("projector.caught_up", events=report.events,
+                            patients=report.patients, rechecked=report.rechecked))
+        return report
+
+    def evaluate(self) -> EvaluationReport:
+        """Raise what has fired, cancel what is no longer due (clinical-rules §6)."""
+        now = self.clock.now()
+        today = now.astimezone(self.protocol.zone).date()
+        # only rows that may still be news: older ones are history (alert_lookback_days)
+        earliest = today - timedelta(days=self.protocol.alert_lookback_days + 1)
+        with self.store.engine.connect() as conn:
+            rows = [DueRow.from_row(dict(r._mapping)) for r in conn.execute(
+                select(due_items).where(due_items.c.fires_on >= earliest,
+                                        due_items.c.fires_on <= today)
+                .order_by(due_items.c.fires_on, due_items.c.key))]
+            known = self.outbox.known(conn, keys=(r.key for r in rows))
+            open_keys = sorted(k for k, a in known.items() if a.status == "open")
+            present = self._present(conn, open_keys)
+            patients = sorted({a.patient for a in known.values() if a.status == "open"})
+            evaluated = self._evaluated(conn, patients)
+        decided = plan(rows, present, known, now=now, protocol=self.protocol,
+                       evaluated=evaluated)
+        report = EvaluationReport(too_old=decided.too_old)
+        available = set(self.channels)
+        for i in range(0, len(decided.raise_), _RAISE_CHUNK):
+            chunk = decided.raise_[i:i + _RAISE_CHUNK]
+            with self.outbox.transaction() as writer:
+                for spec in chunk:
+                    routes = routes_for(self.roster, spec.kind, spec.severity, 0, available)
+                    alert_id = self.outbox.raise_alert(
+                        writer, spec, routes, now=now, by=self.by,
+                        not_before=send_not_before(spec, now, self.protocol.zone,
+                                                   self.protocol.digest_hour))
+                    if alert_id is None:
+                        report.duplicates += 1
+                        continue
+                    report.raised.append(alert_id)
+                    log.info(logfmt("alert.raised", alert=alert_id, patient=spec.patient,
+                                    kind=spec.kind, severity=spec.severity,
+                                    due_on=spec.due_on, recipients=len(routes),
+                                    mode="immediate" if spec.urgent else "digest"))
+        for c in decided.cancel:
+            with self.outbox.transaction() as writer:
+                if self.outbox.cancel(writer, c.alert_id, c.reason, now=now, by=self.by):
+                    report.cancelled.append(c.alert_id)
+                    log.info(logfmt("alert.cancelled", alert=c.alert_id, reason=c.reason))
+        return report
+
+    @staticmethod
+    def _present(conn: Any, keys: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        for i in range(0, len(keys), 500):
+            q = select(due_items.c.key).where(due_items.c.key.in_(keys[i:i + 500]))
+            out.update(r[0] for r in conn.execute(q))
+        return out
+
+    @staticmethod
+    def _evaluated(conn: Any, patients: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        for i in range(0, len(patients), 500):
+            q = select(patient_status.c.patient).where(
+                patient_status.c.patient.in_(patients[i:i + 500]))
+            out.update(r[0] for r in conn.execute(q))
+        return out
+
+    def escalate(self) -> int:
+        """Send every open urgent alert whose escalation instant has come one role up."""
+        now = self.clock.now()
+        with self.store.engine.connect() as conn:
+            due = self.outbox.due_escalations(conn, now, limit=500)
+        available = set(self.channels)
+        delay = timedelta(minutes=self.protocol.escalation_minutes)
+
+        def step(alert: AlertRow) -> Escalation:
+            role = self.roster.next_role(alert.level)
+            if role is None:
+                return Escalation(None)
+            routes = routes_for(self.roster, alert.kind, alert.severity, alert.level + 1,
+                                available)
+            further = self.roster.next_role(alert.level + 1) is not None
+            return Escalation(role, tuple(routes), now + delay if further else None)
+
+        done = 0
+        for alert_id in due:
+            with self.outbox.transaction() as writer:
+                result = self.outbox.escalate(writer, alert_id, now=now, by=self.by, step=step)
+            if result is None:
+                continue
+            if result.role is None:
+                log.warning(logfmt("alert.escalation_exhausted", alert=alert_id))
+                continue
+            done += 1
+            log.warning(logfmt("alert.escalated", alert=alert_id, to_role=result.role,
+                               recipients=len(result.routes)))
+        return done
+
+    def dispatch(self) -> DispatchReport:
+        return self.dispatcher.dispatch()
+
+    def digest(self) -> DispatchReport:
+        return self.dispatcher.dispatch_digest()
+
+    def run_once(self) -> CycleReport:
+        """One full cycle: catch up → evaluate → escalate → dispatch (immediate deliveries,
+        then the digest deliveries whose digest instant has come). Escalation runs before
+        dispatch so that its deliveries go out in the same cycle."""
+        self.start()
+        report = CycleReport()
+        report.catch_up = self.catch_up()
+        report.evaluation = self.evaluate()
+        report.escalated = self.escalate()
+        report.dispatch = self.dispatch()
+        d = report.dispatch
+        log.info(logfmt("worker.cycle", worker=self.worker_id,
+                        raised=len(report.evaluation.raised),
+                        cancelled=len(report.evaluation.cancelled),
+                        escalated=report.escalated, sent=d.sent, retrying=d.retrying,
+                        dead=d.dead, unknown=d.unknown, digests=d.digests))
+        return report
+
+    # ----------------------------------------------------------------- scheduling
+    def _guarded(self, name: str, job: Callable[[], T]) -> Callable[[], T | None]:
+        def run() -> T | None:
+            if self.stop_event.is_set():
+                return None
+            try:
+                return job()
+            except (OperationalError, DBAPIError) as exc:
+                log.warning(logfmt("job.database_unavailable", job=name,
+                                   error=type(exc).__name__, retry="next tick"))
+            except Exception as exc:  # a job must never kill the worker
+                log.error(logfmt("job.failed", job=name, error=type(exc).__name__),
+                          exc_info=log.isEnabledFor(logging.DEBUG))
+            return None
+        return run
+
+    def build_scheduler(self) -> Any:
+        """A BackgroundScheduler (one thread: jobs never overlap) with the interval jobs and
+        the digest cron trigger at ``digest_hour``:00 in the centre's time zone."""
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        scheduler = BackgroundScheduler(
+            timezone=UTC, executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1,
+                          "misfire_grace_time": max(1, int(self.poll_seconds))})
+        start = datetime.now(UTC)
+        every = IntervalTrigger(seconds=self.poll_seconds, timezone=UTC)
+        for name, job in (("catch_up", self.catch_up), ("evaluate", self.evaluate),
+                          ("escalate", self.escalate), ("dispatch", self.dispatch)):
+            scheduler.add_job(self._guarded(name, job), every, id=name, name=name,
+                              next_run_time=start)
+        scheduler.add_job(self._guarded("digest", self.digest),
+                          CronTrigger(hour=self.protocol.digest_hour, minute=0,
+                                      timezone=self.protocol.zone),
+                          id="digest", name="digest", misfire_grace_time=3600)
+        return scheduler
+
+    def run_forever(self, *, install_signals: bool = True) -> None:
+        """Run until SIGTERM/SIGINT (or :meth:`request_stop`), then stop cleanly."""
+        self.start()
+        previous: dict[int, Any] = {}
+        if install_signals and threading.current_thread() is threading.main_thread():
+            def on_signal(signum: int, _frame: FrameType | None) -> None:
+                log.info(logfmt("worker.stopping", worker=self.worker_id,
+                                signal=signal.Signals(signum).name))
+                self.stop_event.set()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, on_signal)
+        scheduler = self.build_scheduler()
+        try:
+            scheduler.start()
+            while not self.stop_event.wait(0.5):
+                pass
+        finally:
+            self.stop_event.set()
+            if scheduler.running:
+                scheduler.shutdown(wait=True)  # the job in flight finishes its send
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self.close()
+
+
+# --------------------------------------------------------------------- entry point
+def configure_logging(level: int = logging.INFO) -> None:
+    """``key=value`` lines on standard error (the console channel uses standard output)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(
+            "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("apscheduler", "twilio", "urllib3", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    from alerts.wiring import build_worker
+    from tracker.bootstrap import bootstrap
+    from tracker.errors import TrackerError
+    from tracker.settings import load_settings
+
+    parser = argparse.ArgumentParser(prog="python -m alerts.worker")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--once", action="store_true", help="one full cycle, then exit")
+    mode.add_argument("--forever", action="store_true", help="run the schedule until SIGTERM")
+    parser.add_argument("--worker-id", default=None)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--lease-seconds", type=float, default=120.0)
+    parser.add_argument("--poll-seconds", type=float, default=30.0)
+    parser.add_argument("--now", default=None, help="with --once: evaluate at this instant")
+    args = parser.parse_args(argv)
+    configure_logging()
+    try:
+        app = bootstrap(load_settings())
+        try:
+            worker = build_worker(app, worker_id=args.worker_id, batch_size=args.batch_size,
+                                  lease_seconds=args.lease_seconds,
+                                  poll_seconds=args.poll_seconds,
+                                  now=args.now if args.once else None)
+            if args.once:
+                with worker:
+                    worker.run_once()
+            else:
+                worker.run_forever()
+        finally:
+            app.close()
+    except TrackerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
