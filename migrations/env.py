@@ -8,6 +8,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection, text
 
+import alerts.tables  # noqa: F401  (registers the alert outbox tables)
 from events.store.engine import make_engine
 from tracker.schema import metadata
 
