@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
-from typing import Any
+from functools import cache
+from typing import Any, TypeVar
 
 from dateutil.relativedelta import relativedelta
+
+S = TypeVar("S")
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def replace(state: S, **changes: Any) -> S:
+    """``dataclasses.replace`` for the folds' frozen states, without re-running
+    ``__init__``: a fold makes a new state per event, so this is on the hot path."""
+    cls: type = type(state)
+    new: S = object.__new__(cls)
+    for name in _field_names(cls):
+        object.__setattr__(new, name, changes[name] if name in changes
+                           else getattr(state, name))
+    return new
 
 
 def add_months(d: date, months: int) -> date:

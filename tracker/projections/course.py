@@ -40,14 +40,14 @@ a relapse.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import reduce, singledispatch
 from typing import Any, Literal
 
 from events.vocabulary import ImagingRecorded, PatientEnrolled, VisitRecorded
 from tracker.facts import Fact
-from tracker.projections.common import Explanation, Finding, add_months
+from tracker.projections.common import Explanation, Finding, add_months, replace
 from tracker.protocol import Protocol
 
 ACTIVITY_MODALITIES = frozenset({"mri", "whole_body_mri", "bone_scintigraphy"})

@@ -45,7 +45,7 @@ Without any ``DiagnosisAssessed`` the JSON object carries nulls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from functools import reduce, singledispatch
 from itertools import combinations
@@ -60,7 +60,7 @@ from events.vocabulary import (
     VisitRecorded,
 )
 from tracker.facts import Fact
-from tracker.projections.common import Explanation, Finding, add_months
+from tracker.projections.common import Explanation, Finding, add_months, replace
 from tracker.protocol import Protocol
 
 MAJOR = ("multifocal_lesions", "osteolytic_or_sclerotic_lesion",

@@ -44,7 +44,7 @@ Readings of the rules made here (**[reading]**):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import reduce, singledispatch
 from typing import Any, Literal
@@ -59,7 +59,7 @@ from events.vocabulary import (
     to_canonical,
 )
 from tracker.facts import Fact
-from tracker.projections.common import Explanation, Finding
+from tracker.projections.common import Explanation, Finding, replace
 from tracker.protocol import Protocol
 
 #: Lab groups in the order ``missing`` lists them.

@@ -48,7 +48,7 @@ Readings of the rules made here (**[reading]**):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from fractions import Fraction
 from functools import reduce, singledispatch
@@ -65,7 +65,7 @@ from events.vocabulary import (
     VisitRecorded,
 )
 from tracker.facts import Fact
-from tracker.projections.common import Deviation, Explanation, Finding, add_months, r3
+from tracker.projections.common import Deviation, Explanation, Finding, add_months, r3, replace
 from tracker.projections.monitoring import LabSample, baseline_missing, lab_sample
 from tracker.protocol import Protocol
 

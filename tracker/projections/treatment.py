@@ -45,7 +45,7 @@ height or a weight is missing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import reduce, singledispatch
 from typing import Any
@@ -58,7 +58,7 @@ from events.vocabulary import (
     VisitRecorded,
 )
 from tracker.facts import Fact
-from tracker.projections.common import Deviation, Explanation, Finding, add_months, r3
+from tracker.projections.common import Deviation, Explanation, Finding, add_months, r3, replace
 from tracker.protocol import Protocol
 
 STEPS: dict[str, int] = {
