@@ -35,6 +35,18 @@ FINDING_ALERTS = {
     "biopsy_recommended": ("biopsy_recommended", "info"),
 }
 SEVERITY_RANK = {"info": 0, "warning": 1, "urgent": 2}
+#: items that stay open until something is done (a lab, an ultrasound, a dose) — the
+#: others are news of a moment (a relapse, a deviation) and go stale after the look-back
+STANDING_KINDS = frozenset({
+    "baseline_labs_due", "post_dose_labs_due", "renal_ultrasound_due", "pamidronate_dose_due",
+    "annual_cap_would_be_exceeded", "pamidronate_contraindicated", "corticoid_course_long",
+    "nsaid_review_due",
+})
+
+
+def is_current(kind: str, fires_on: date, at: date, lookback_days: int) -> bool:
+    """Whether an item that fired on ``fires_on`` still belongs on a list made at ``at``."""
+    return kind in STANDING_KINDS or fires_on >= at - timedelta(days=lookback_days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +143,14 @@ def next_check_on(at: date, *, course: DiseaseCourse, treatment: TreatmentState,
     return min(future) if future else None
 
 
-def worklist_alerts(items: list[DueItem], at: date) -> list[dict[str, Any]]:
-    """The status JSON's ``alerts``: one per item that has fallen due by ``at``, at the
+def worklist_alerts(items: list[DueItem], at: date, lookback_days: int
+                    ) -> list[dict[str, Any]]:
+    """The status JSON's ``alerts``: one per item that has fallen due by ``at`` and is
+    still current (standing items until done, news for the look-back window), at the
     severity it has reached."""
     reached: dict[str, DueItem] = {}
     for i in items:
-        if i.fires_on > at:
+        if i.fires_on > at or not is_current(i.kind, i.fires_on, at, lookback_days):
             continue
         best = reached.get(i.group)
         if best is None or SEVERITY_RANK[i.severity] > SEVERITY_RANK[best.severity] or (

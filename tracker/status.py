@@ -54,7 +54,7 @@ class Evaluation:
             "findings": [{"kind": f.kind, "on": f.on.isoformat(), "event_id": f.event_id}
                          for f in self.findings],
             "treatment": self.treatment.as_json(),
-            "alerts": worklist_alerts(self.due, self.at),
+            "alerts": worklist_alerts(self.due, self.at, self.protocol.alert_lookback_days),
             "deviations": [d.as_json() for d in sorted(deviations, key=lambda d: d.on)],
             "protocol": {"fingerprint": self.protocol.fingerprint,
                          "timezone": self.protocol.timezone},

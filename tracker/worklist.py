@@ -6,19 +6,20 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
-from tracker.due import SEVERITY_RANK
+from tracker.due import SEVERITY_RANK, is_current
 
 SOON_DAYS = 7
 
 
-def worklist(rows: Iterable[dict[str, Any]], at: date, *, soon_days: int = SOON_DAYS
-             ) -> list[dict[str, Any]]:
+def worklist(rows: Iterable[dict[str, Any]], at: date, *, soon_days: int = SOON_DAYS,
+             lookback_days: int = 14) -> list[dict[str, Any]]:
     """One line per open item (monitoring item, dose due, alert) fired by ``at`` or due
-    within ``soon_days``: its reached severity and whether it is due soon, due or overdue."""
+    within ``soon_days``: its reached severity and whether it is due soon, due or overdue.
+    News of a moment (a relapse, a deviation) stays on the list for ``lookback_days``."""
     horizon = at + timedelta(days=soon_days)
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        if r["fires_on"] <= horizon:
+        if r["fires_on"] <= horizon and is_current(r["kind"], r["fires_on"], at, lookback_days):
             groups.setdefault(r["grp"], []).append(r)
     out = []
     for phases in groups.values():

@@ -32,8 +32,13 @@ class ConsoleChannel:
     def send(self, message: Message, recipient: Recipient) -> DeliveryReceipt:
         stream = self._stream if self._stream is not None else sys.stdout
         line = f"[{message.severity}] to {recipient.staff_id}: {message.sms_text}"
+        line = line.replace("\n", " ") + "\n"
+        if message.kind == "digest":  # the digest's items, as the e-mail lists them
+            line += "".join(f"    {row.strip()}\n" for row in message.email_text.splitlines()
+                            if row.startswith("  ") and row.strip()
+                            and not row.strip().startswith("tracker "))
         try:
-            stream.write(line.replace("\n", " ") + "\n")
+            stream.write(line)
             stream.flush()
         except (OSError, ValueError) as exc:  # ValueError: write to a closed file
             raise TransientDeliveryError(
