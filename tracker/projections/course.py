@@ -311,8 +311,10 @@ def _explain(s: CourseFold, state: State, last: date | None, since: date | None,
                                (s.last_active.event_id,) if s.last_active else ()))
     if since is not None and last is not None:
         out.append(Explanation(
-            "remission_since", f"remission since {since.isoformat()}: "
-                               f"{last.isoformat()} + {months} months + 1 day"))
+            "remission_since", f"remission since {since.isoformat()}: last activity {activity}, "
+                               f"no activity for over {months} months "
+                               f"({last.isoformat()} + {months} months + 1 day)",
+            (s.last_active.event_id,) if s.last_active else ()))
     for r in s.relapses:
         out.append(Explanation(
             f"relapse:{r.on.isoformat()}",
