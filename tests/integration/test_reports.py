@@ -294,7 +294,8 @@ def test_chart_of_a_generated_patient_as_png_and_svg(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     text = svg.read_text(encoding="utf-8")
     assert text.lstrip().startswith("<?xml") and "<svg" in text
-    assert f"CNO course of {patient}" in text  # title with the pseudonymous reference
+    assert f"Course of {patient}" in text  # title with the pseudonymous reference only
+    assert "CNO" not in text and "CRMO" not in text
     assert born not in text and born.replace("-", "/") not in text
     for label in ("Disease state", "Treatment ladder", "Pamidronate doses", "yearly cap",
                   "Ionized calcium", "Urine Ca/Cr", "25-OH vitamin D", "Creatinine",

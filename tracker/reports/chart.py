@@ -432,7 +432,8 @@ def course_chart(ev: Evaluation) -> Figure:
     known = f"; as known at {ev.known_at.isoformat()}" if ev.known_at else ""
     latest = max(f.on for f in ev.facts)
     tail = "" if x1 >= ev.at else f" (nothing recorded after {latest.isoformat()})"
-    fig.suptitle(f"CNO course of {ev.patient}", fontsize=15, fontweight="bold")
+    # the reference only: a chart left on a printer must not name the diagnosis
+    fig.suptitle(f"Course of {ev.patient}", fontsize=15, fontweight="bold")
     top.text(0.0, 1.25, f"evaluated at {ev.at.isoformat()}{tail}{known}; dash-dot line: "
              f"diagnosis, dotted line: evaluation date", transform=top.transAxes,
              fontsize=9)
