@@ -8,9 +8,12 @@ The alert worker asks "what fires on or before T?" with an indexed query on
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from itertools import repeat
+from multiprocessing import get_context
 from typing import Any
 
 import orjson
@@ -201,15 +204,17 @@ class StatusProjector:
                 done += self._write(conn, self._evaluate_streams(stale[i:i + _CHUNK], on))
         return done
 
-    def rebuild(self, *, progress: Callable[[int], None] | None = None) -> CatchUpReport:
+    def rebuild(self, *, progress: Callable[[int], None] | None = None,
+                workers: int = 1) -> CatchUpReport:
         """Drop every row and fold the whole log again, patient chunk by patient chunk:
-        memory stays flat. Gives the same rows as following the log from position zero."""
+        memory stays flat. Gives the same rows as following the log from position zero.
+        ``workers`` > 1 folds chunks in that many processes (PostgreSQL)."""
         report = CatchUpReport()
         with self._exclusive() as mine:
             if not mine:
                 report.skipped_locked = True
                 return report
-            self._refold_everything(report, progress)
+            self._refold_everything(report, progress, workers)
             # whatever arrived during the rebuild is folded by the usual catch-up
             follow = CatchUpReport()
             self._follow(follow, 5000, None)
@@ -217,7 +222,7 @@ class StatusProjector:
         return report
 
     def _refold_everything(self, report: CatchUpReport,
-                           progress: Callable[[int], None] | None) -> None:
+                           progress: Callable[[int], None] | None, workers: int) -> None:
         on = self.today()
         tail = self.store.tail()
         with self.engine.begin() as conn:
@@ -225,15 +230,51 @@ class StatusProjector:
             conn.execute(delete(patient_status))
             self._save_checkpoint(conn, START)
         streams = [s for s in self.store.streams() if is_patient_stream(s)]
-        for i in range(0, len(streams), _CHUNK):
-            evals = self._evaluate_streams(streams[i:i + _CHUNK], on)
-            with self.engine.begin() as conn:
-                report.patients += self._write(conn, evals)
-            report.events += self._events_read
-            if progress is not None:
-                progress(len(evals))
+        chunks = [streams[i:i + _CHUNK] for i in range(0, len(streams), _CHUNK)]
+        if workers > 1 and len(chunks) > 1 and self.store.is_postgres:
+            url = self.engine.url.render_as_string(hide_password=False)
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                done = pool.map(_refold_chunk, repeat(url), repeat(self.protocol.model_dump_json()),
+                                repeat(on), chunks)
+                for patients, events in done:
+                    report.patients += patients
+                    report.events += events
+                    if progress is not None:
+                        progress(patients)
+        else:
+            for chunk in chunks:
+                patients, events = self.refold(chunk, on)
+                report.patients += patients
+                report.events += events
+                if progress is not None:
+                    progress(patients)
         with self.engine.begin() as conn:
             self._save_checkpoint(conn, tail)
+
+    def refold(self, streams: Sequence[str], on: date) -> tuple[int, int]:
+        """Evaluate these patients from their whole history and replace their rows."""
+        evals = self._evaluate_streams(streams, on)
+        with self.engine.begin() as conn:
+            patients = self._write(conn, evals)
+        return patients, self._events_read
+
+
+_PROCESS_PROJECTORS: dict[str, StatusProjector] = {}
+
+
+def _refold_chunk(url: str, protocol_json: str, on: date, streams: list[str]
+                  ) -> tuple[int, int]:
+    """One chunk of a parallel rebuild, in a worker process (one engine per process)."""
+    projector = _PROCESS_PROJECTORS.get(url)
+    if projector is None:
+        from events.store.engine import make_engine
+        from tracker.clock import SystemClock
+
+        projector = StatusProjector(EventStore(make_engine(url)),
+                                    Protocol.model_validate_json(protocol_json), SystemClock())
+        _PROCESS_PROJECTORS[url] = projector
+    return projector.refold(streams, on)
+
 
 # ----------------------------------------------------------------- queries
 def load_status(conn: Connection, patient: str) -> dict[str, Any] | None:

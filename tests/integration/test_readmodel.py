@@ -43,6 +43,10 @@ def test_following_equals_rebuilding_equals_folding_for_500_patients(store: Even
                               known_at=None, protocol=DEFAULT_PROTOCOL).as_json()
             assert load_status(conn, patient) == orjson.loads(orjson.dumps(folded))
     assert projector.catch_up().events == 0  # nothing new: nothing folded
+    parallel = projector.rebuild(workers=2)  # worker processes on PostgreSQL
+    assert parallel.patients == 500
+    with store.engine.connect() as conn:
+        assert all_rows(conn) == followed
 
 
 def test_new_events_refresh_only_their_patient_and_the_schedule(store: EventStore) -> None:

@@ -156,15 +156,20 @@ def projections_group() -> None:
 
 
 @projections_group.command("rebuild")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="processes that fold in parallel (PostgreSQL; default: one per core)")
 @pass_state
 @handles_errors
-def rebuild_cmd(state: State) -> None:
+def rebuild_cmd(state: State, workers: int | None) -> None:
     """Drop the read model and fold the whole log again."""
+    import os
+
     app = state.app()
     projector = StatusProjector(app.store, app.protocol, app.clock)
     total = len(app.store.streams())
+    n = workers or (os.cpu_count() or 1)
     with click.progressbar(length=total, label="rebuilding", file=sys.stderr) as bar:
-        report = projector.rebuild(progress=bar.update)
+        report = projector.rebuild(progress=bar.update, workers=n)
     click.echo(f"rebuilt {report.patients} patient(s) from {report.events} event(s)")
 
 
