@@ -22,8 +22,9 @@ from tracker.status import Evaluation, evaluate
 from tracker.worklist import SOON_DAYS, worklist
 
 
-def _evaluation(state: State, patient: str, at: str | None, known_at: str | None
-                ) -> Evaluation:
+def evaluation_for(state: State, patient: str, at: str | None, known_at: str | None
+                   ) -> Evaluation:
+    """PATIENT's status from the store at ``--at`` as known at ``--known-at``."""
     app = state.app()
     zone = app.protocol.zone
     on = parse_date(at, "--at") or app.clock.now().astimezone(zone).date()
@@ -81,7 +82,7 @@ def _summary(status: dict[str, Any]) -> list[str]:
 def status_cmd(state: State, patient: str, at: str | None, known_at: str | None,
                as_json: bool) -> None:
     """The status of PATIENT: disease course, diagnosis, treatment, pamidronate, monitoring."""
-    status = _evaluation(state, patient, at, known_at).as_json()
+    status = evaluation_for(state, patient, at, known_at).as_json()
     if as_json:
         emit_json(status)
     else:
@@ -102,7 +103,7 @@ def explain_cmd(state: State, patient: str, item: str | None, at: str | None,
     ITEM is a state, deviation or due item, e.g. state, remission_since, last_activity,
     step, pamidronate.next_due, monitoring.post_dose_2_labs, deviation.dose_above_60_mg.
     Without ITEM, lists what can be explained."""
-    ev = _evaluation(state, patient, at, known_at)
+    ev = evaluation_for(state, patient, at, known_at)
     subjects = sorted({x.subject for x in ev.explanations})
     if item is None:
         click.echo("explainable: " + ", ".join(subjects))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from tracker.cli.common import State, handles_errors, parse_date, parse_instant, pass_state
+from tracker.cli.clinical import evaluation_for
+from tracker.cli.common import State, handles_errors, parse_date, pass_state
 from tracker.errors import NotFound
 from tracker.status import evaluate
 
@@ -33,14 +34,7 @@ def chart_cmd(state: State, patient: str, at: str | None, known_at: str | None,
     if suffix not in CHART_FORMATS:
         raise click.BadParameter(f"{output.name}: give a file ending in .png or .svg",
                                  param_hint="--output")
-    app = state.app()
-    zone = app.protocol.zone
-    on = parse_date(at, "--at") or app.clock.now().astimezone(zone).date()
-    instant = parse_instant(known_at, "--known-at", zone)
-    events = app.store.read_stream(patient)
-    if not events:
-        raise NotFound(f"no patient {patient!r} in the store")
-    ev = evaluate(patient, events, at=on, known_at=instant, protocol=app.protocol)
+    ev = evaluation_for(state, patient, at, known_at)
     if not ev.facts:
         raise NotFound(f"nothing recorded for {patient!r} as known at {known_at}")
     fig = course_chart(ev)
