@@ -13,6 +13,7 @@ import orjson
 from events.errors import UnknownEventType
 from events.upcasting import upcast
 from events.vocabulary import EVENT_TYPES, EventData
+from events.vocabulary.common import TRUSTED
 
 GENESIS = "0" * 64
 
@@ -39,12 +40,15 @@ def data_class(event_type: str) -> type[EventData]:
         raise UnknownEventType(f"unknown event type {event_type!r}") from None
 
 
-def decode_data(event_type: str, schema_version: int, payload: str | bytes) -> EventData:
+def decode_data(event_type: str, schema_version: int, payload: str | bytes, *,
+                trusted: bool = True) -> EventData:
+    """A stored payload as its model. Stored payloads are trusted by default (see
+    ``events.vocabulary.common.TRUSTED``); ``verify`` decodes them untrusted."""
     cls = data_class(event_type)
     if schema_version != cls.schema_version:
         upcasted = upcast(event_type, schema_version, orjson.loads(payload))
         payload = orjson.dumps(upcasted)
-    return cls.model_validate_json(payload)
+    return cls.model_validate_json(payload, context=TRUSTED if trusted else None)
 
 
 def content_hash(event_type: str, stream: str, occurred_at: datetime,

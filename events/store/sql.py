@@ -505,7 +505,7 @@ class EventStore:
                                              "content hash does not match"))
                 else:
                     try:
-                        decode_data(r.type, r.schema_version, data_json)
+                        decode_data(r.type, r.schema_version, data_json, trusted=False)
                     except (EventError, ValueError) as exc:
                         breaks.append(ChainBreak(r.stream, r.version, r.event_id,
                                                  f"payload no longer decodes: {exc}"))
