@@ -5,8 +5,9 @@ APScheduler 3 schedule (``run_forever``) with the morning digest on a cron trigg
 
 Stopping: SIGTERM/SIGINT stop the schedule; the send in flight finishes and is recorded,
 claimed rows not yet sent go back to ``pending``, and the process exits 0. A database that
-goes away (PostgreSQL restart) fails the current job only: it is logged and the next tick
-tries again (the engine pings connections before use).
+goes away (PostgreSQL restart) fails the current job only: it is logged, SQLAlchemy
+discards the broken pool, and the next tick reconnects (there is no pre-ping: it would
+cost a round trip per checkout).
 
 SQLite supports one worker: a second one refuses to start (an ``fcntl.flock`` on
 ``<database>.worker.lock``). PostgreSQL supports many (``FOR UPDATE SKIP LOCKED``).
@@ -382,8 +383,11 @@ def configure_logging(level: int = logging.INFO) -> None:
             "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"))
         root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("apscheduler", "twilio", "urllib3", "alembic"):
+    for noisy in ("twilio", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # a send longer than the poll interval makes APScheduler warn on every tick that the
+    # job is still running ("maximum number of running instances"): expected, not news
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

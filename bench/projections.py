@@ -335,8 +335,8 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     if prof is not None:
         prof.enable()
-    rep = (projector.rebuild(progress=progress) if spec["op"] == "rebuild"
-           else projector.catch_up(progress=progress))
+    rep = (projector.rebuild(progress=progress, workers=spec.get("workers", 1))
+           if spec["op"] == "rebuild" else projector.catch_up(progress=progress))
     if prof is not None:
         prof.disable()
     seconds = time.perf_counter() - t0
@@ -599,6 +599,10 @@ def run_backend(backend: str, opts: Options, groups: list[list[bytes]], long: li
     _log(f"{backend}: rebuild at {first} patients")
     spec = {"url": url, "clock": clock.now().isoformat()}
     report_projector(report, backend, "rebuild", run_child({**spec, "op": "rebuild"}), True)
+    if pg:  # what `cno-tracker projections rebuild` does by default: a process per core
+        cores = os.cpu_count() or 1
+        report_projector(report, backend, f"rebuild, {cores} worker processes",
+                         run_child({**spec, "op": "rebuild", "workers": cores}), True)
     if opts.catch_up:
         _log(f"{backend}: catch_up from an empty checkpoint")
         report_projector(report, backend, "catch_up from empty",
@@ -622,6 +626,9 @@ def run_backend(backend: str, opts: Options, groups: list[list[bytes]], long: li
                    f"{n / secs:,.0f} ev/s", note=f"{n} events in {secs:.1f} s")
         _log(f"{backend}: rebuild at {opts.large} patients")
         report_projector(report, backend, "rebuild", run_child({**spec, "op": "rebuild"}), True)
+        cores = os.cpu_count() or 1
+        report_projector(report, backend, f"rebuild, {cores} worker processes",
+                         run_child({**spec, "op": "rebuild", "workers": cores}), True)
         query, fold, nrows, nitems = bench_due(url, due_at, opts.due_reps)
         med = _ms(statistics.median([a + b for a, b in zip(query, fold, strict=True)]))
         report.add("3 due", backend, f"due_before+worklist in-process, {opts.large + 1} "
