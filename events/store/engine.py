@@ -39,7 +39,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            options = conn.get_execution_options()
+            if options.get("isolation_level") == "AUTOCOMMIT":
+                return  # each statement is its own transaction
+            mode = options.get("sqlite_begin", "DEFERRED")
             conn.connection.dbapi_connection.execute(f"BEGIN {mode}")
 
         return engine

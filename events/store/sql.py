@@ -270,8 +270,8 @@ class Writer:
 
 
 class EventStore:
-    #: appends of up to this many events to one stream go out as one autocommit statement
-    #: (PostgreSQL): atomic, and one round trip instead of BEGIN / INSERT / COMMIT
+    #: appends of up to this many events to one stream go out as one autocommit statement:
+    #: atomic, and one round trip instead of BEGIN / INSERT / COMMIT
     SINGLE_STATEMENT_MAX = 500
 
     def __init__(self, engine: Engine, *, head_cache_size: int = 50_000) -> None:
@@ -309,7 +309,7 @@ class EventStore:
     def append(self, stream: str, expected_version: int,
                new: Sequence[NewEvent]) -> list[RecordedEvent]:
         """Append a batch to one stream, all or nothing; returns the stored events."""
-        if not (self.is_postgres and 0 < len(new) <= self.SINGLE_STATEMENT_MAX):
+        if not 0 < len(new) <= self.SINGLE_STATEMENT_MAX:
             with self.transaction() as w:
                 return w.append(stream, expected_version, new)
         head = self.head(stream)
