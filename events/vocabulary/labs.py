@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from events.vocabulary.common import EventData, Number, trusted
 
@@ -70,26 +70,8 @@ class LabResultRecorded(EventData):
     value: Number
     loinc: Annotated[str, Field(max_length=16, pattern=r"^[0-9]{1,7}-[0-9]$")] | None = None
     #: filled in when recorded; a stored payload keeps the conversion that applied then
-    canonical_value: float | None = None
-    canonical_unit: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _canonicalise(cls, raw: Any) -> Any:
-        """Fill the canonical value and unit; the field validators report any problem."""
-        if not isinstance(raw, dict) or raw.get("canonical_value") is not None:
-            return raw
-        analyte, value, unit = raw.get("analyte"), raw.get("value"), raw.get("unit")
-        if analyte not in UNITS or not isinstance(unit, str):
-            return raw
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            return raw
-        try:
-            canonical = to_canonical(analyte, float(value), unit)
-        except ValueError:
-            return raw
-        return {**raw, "canonical_value": round(canonical, 6),
-                "canonical_unit": UNITS[analyte].canonical}
+    canonical_value: float | None = Field(None, validate_default=True)
+    canonical_unit: str | None = Field(None, validate_default=True)
 
     @field_validator("unit")
     @classmethod
@@ -117,12 +99,27 @@ class LabResultRecorded(EventData):
                 f"(accepted {rule.low:g} to {rule.high:g} {rule.canonical})")
         return value
 
-    @model_validator(mode="after")
-    def _canonical_matches(self, info: ValidationInfo) -> LabResultRecorded:
-        if trusted(info):
-            return self
-        expected = to_canonical(self.analyte, self.value, self.unit)
-        if self.canonical_value is None or self.canonical_unit != UNITS[self.analyte].canonical \
-                or abs(self.canonical_value - expected) > 1e-6 * max(1.0, abs(expected)):
-            raise ValueError("canonical_value/canonical_unit do not match value and unit")
-        return self
+    @field_validator("canonical_value")
+    @classmethod
+    def _canonical_value(cls, given: float | None, info: ValidationInfo) -> float | None:
+        """Computed when absent; when given (a stored payload) it must match."""
+        if trusted(info) and given is not None:
+            return given
+        analyte, unit, value = (info.data.get(k) for k in ("analyte", "unit", "value"))
+        if analyte is None or unit is None or value is None:
+            return given  # the field errors above say what is wrong
+        expected = round(to_canonical(analyte, value, unit), 6)
+        if given is not None and abs(given - expected) > 1e-6 * max(1.0, abs(expected)):
+            raise ValueError(f"does not match value and unit (expected {expected:g})")
+        return expected
+
+    @field_validator("canonical_unit")
+    @classmethod
+    def _canonical_unit(cls, given: str | None, info: ValidationInfo) -> str | None:
+        analyte = info.data.get("analyte")
+        if analyte is None or (trusted(info) and given is not None):
+            return given
+        expected = UNITS[analyte].canonical
+        if given is not None and given != expected:
+            raise ValueError(f"must be {expected} for {analyte}")
+        return expected
