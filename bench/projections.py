@@ -412,7 +412,8 @@ def bench_due_cli(url: str, at: date, runs: int) -> tuple[list[float], list[floa
         walls.append(time.perf_counter() - t0)
         if proc.returncode != 0:
             raise RuntimeError(f"cno-tracker due failed: {proc.stderr.decode()}")
-        count = len(orjson.loads(proc.stdout)["items"])
+        listing = orjson.loads(proc.stdout)
+        count = len(listing["items"] if isinstance(listing, dict) else listing)
         t0 = time.perf_counter()
         subprocess.run([*_cli(), "--help"], env=env, capture_output=True, check=True)
         starts.append(time.perf_counter() - t0)

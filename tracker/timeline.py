@@ -4,15 +4,21 @@ correction marks as known at an instant."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from events.envelope import RecordedEvent
 from events.vocabulary import EntryCorrected, EntryVoided
 
 
-def timeline(events: Sequence[RecordedEvent], *, known_at: datetime | None = None
-             ) -> list[dict[str, Any]]:
+def local_iso(moment: datetime, zone: tzinfo) -> str:
+    """An instant in the centre's local time with its offset, as clinicians enter it."""
+    local = moment.astimezone(zone)
+    return local.isoformat(timespec="microseconds" if local.microsecond else "seconds")
+
+
+def timeline(events: Sequence[RecordedEvent], *, known_at: datetime | None = None,
+             zone: tzinfo = UTC) -> list[dict[str, Any]]:
     known = [e for e in events if known_at is None or e.recorded_at <= known_at]
     voided_by: dict[str, str] = {}
     corrected_by: dict[str, str] = {}
@@ -24,6 +30,7 @@ def timeline(events: Sequence[RecordedEvent], *, known_at: datetime | None = Non
     rows = []
     for e in sorted(known, key=lambda e: (e.occurred_at, e.position)):
         row = e.as_dict()
+        row["occurred_at"] = local_iso(e.occurred_at, zone)
         row["voided"] = e.event_id in voided_by
         row["voided_by"] = voided_by.get(e.event_id)
         row["corrected_by"] = corrected_by.get(e.event_id)

@@ -48,7 +48,7 @@ def test_friendly_commands_record_what_they_say(run: Cli) -> None:
     run("lab", "P0007", "calcium", "9.2", "mg/dL", "--at", "2015-03-11T08:10:00+01:00")
     run("infusion", "P0007", "--dose-mg", "15", "--weight-kg", "30.2",
         "--at", "2015-03-12T09:30:00+01:00", "--paracetamol", "--hours", "3.5")
-    events = run.json("timeline", "P0007")["events"]
+    events = run.json("timeline", "P0007")
     assert [e["type"] for e in events] == ["PatientEnrolled", "VisitRecorded",
                                            "LabResultRecorded", "InfusionAdministered"]
     visit, lab, infusion = (e["data"] for e in events[1:])
@@ -57,6 +57,9 @@ def test_friendly_commands_record_what_they_say(run: Cli) -> None:
     assert (lab["unit"], lab["canonical_unit"]) == ("mg/dL", "mmol/L")
     assert lab["canonical_value"] == pytest.approx(9.2 / 4.008, abs=1e-6)
     assert infusion["premedication_paracetamol"] is True and infusion["drug"] == "pamidronate"
+    # clinical times come back as entered: local time with the centre's offset
+    assert [e["occurred_at"] for e in events[1:]] == [
+        "2015-03-10T00:00:00+01:00", "2015-03-11T08:10:00+01:00", "2015-03-12T09:30:00+01:00"]
 
 
 def test_a_friendly_command_refuses_bad_input_with_the_field(run: Cli) -> None:
@@ -104,10 +107,10 @@ def test_known_at_and_corrections_in_the_audit_views(run: Cli, db_url: str) -> N
     run("record", "EntryCorrected", "P0007", "--at", "2015-03-11", "--data", orjson.dumps({
         "target_event_id": visit.event_id, "reason": "pain was in the other leg: no symptoms",
         "data": {"pain": False, "swelling": False, "functional_limitation": False}}).decode())
-    now_view = run.json("timeline", "P0007")["events"]
+    now_view = run.json("timeline", "P0007")
     marked = next(e for e in now_view if e["event_id"] == visit.event_id)
     assert marked["corrected_by"] is not None and marked["voided"] is False
-    then_view = run.json("timeline", "P0007", "--known-at", before_fix)["events"]
+    then_view = run.json("timeline", "P0007", "--known-at", before_fix)
     assert [e["type"] for e in then_view] == ["PatientEnrolled", "VisitRecorded"]
     assert then_view[1]["corrected_by"] is None
     # with the visit corrected, the last activity is the enrolment's onset (Nov 2013)
@@ -122,11 +125,11 @@ def test_due_lists_open_items_across_patients(run: Cli) -> None:
     run("infusion", "P0007", "--dose-mg", "15", "--weight-kg", "30", "--at", "2015-03-02")
     run("infusion", "P0007", "--dose-mg", "30", "--weight-kg", "30", "--at", "2015-03-03")
     listing = run.json("due", "--at", "2015-03-10")
-    kinds = {(i["kind"], i["item"], i["status"]) for i in listing["items"]}
+    kinds = {(i["kind"], i["item"], i["status"]) for i in listing}
     # dose 2 on 3 Mar: labs due from 4 Mar, overdue on and after 10 Mar (+7)
     assert ("post_dose_labs_due", "post_dose_2_labs", "overdue") in kinds
     assert ("baseline_labs_due", "baseline_labs", "overdue") in kinds
-    day_before = {(i["item"], i["status"]) for i in run.json("due", "--at", "2015-03-09")["items"]}
+    day_before = {(i["item"], i["status"]) for i in run.json("due", "--at", "2015-03-09")}
     assert ("post_dose_2_labs", "due") in day_before
 
 

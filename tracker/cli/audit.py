@@ -22,9 +22,10 @@ def timeline_cmd(state: State, patient: str, as_json: bool, known_at: str | None
     events = app.store.read_stream(patient)
     if not events:
         raise NotFound(f"no patient {patient!r} in the store")
-    rows = timeline(events, known_at=parse_instant(known_at, "--known-at", app.protocol.zone))
+    rows = timeline(events, known_at=parse_instant(known_at, "--known-at", app.protocol.zone),
+                    zone=app.protocol.zone)
     if as_json:
-        emit_json({"patient": patient, "known_at": known_at, "events": rows})
+        emit_json(rows)  # interchange: the patient's events in clinical order
     else:
         for row in rows:
             click.echo(describe(row))

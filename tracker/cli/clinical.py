@@ -142,7 +142,7 @@ def due_cmd(state: State, at: str | None, soon_days: int, as_json: bool) -> None
     items = worklist(rows, on, soon_days=soon_days,
                      lookback_days=app.protocol.alert_lookback_days)
     if as_json:
-        emit_json({"at": on.isoformat(), "items": items})
+        emit_json(items)  # interchange: one object per open item, sorted by date
         return
     if not items:
         click.echo(f"nothing due on {on.isoformat()}")
