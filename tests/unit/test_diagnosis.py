@@ -227,7 +227,7 @@ def test_not_derived_items_stay_unknown() -> None:
 # -- diagnostic delay -------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("diagnosed", "months", "delayed"), [
-    ("2015-06-09", 4.9, False), ("2015-06-10", 5.0, False), ("2015-06-11", 5.0, True)])
+    ("2015-06-09", 4.928, False), ("2015-06-10", 4.961, False), ("2015-06-11", 4.994, True)])
 def test_delay_over_five_months_is_flagged(diagnosed: str, months: float,
                                            delayed: bool) -> None:
     log = enrolled("2015-01-10")
@@ -238,10 +238,10 @@ def test_delay_over_five_months_is_flagged(diagnosed: str, months: float,
     assert delay_findings == ([(d(diagnosed), assessed)] if delayed else [])
 
 
-def test_delay_in_mean_months_rounded_to_one_decimal() -> None:
+def test_delay_in_mean_months_rounded_to_three_decimals() -> None:
     log = enrolled("2015-01-01")
-    log.assess("2015-03-15")  # 73 days / 30.4375 = 2.398
-    assert dx(log).diagnostic_delay_months == 2.4
+    log.assess("2015-03-15")  # 73 days / 30.4375 = 2.3983…
+    assert dx(log).diagnostic_delay_months == 2.398
 
 
 def test_delay_threshold_is_configurable() -> None:
@@ -333,4 +333,4 @@ def test_as_json_shape() -> None:
             "osteolytic_or_sclerotic_lesion", "palmoplantar_psoriasis_pustulosis",
             "good_general_status", "normal_labs_raised_esr", "hyperostosis",
             "autoimmune_association"]},
-        "diagnostic_delay_months": 2.4, "delayed": False, "biopsy_recommended": False}
+        "diagnostic_delay_months": 2.398, "delayed": False, "biopsy_recommended": False}

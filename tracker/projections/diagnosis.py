@@ -30,7 +30,7 @@ already confirmed (as the contract's example does) **[reading]**; ``pivotal_unkn
 the narrower list of unknown items that could still turn an unconfirmed verdict.
 
 Diagnostic delay: ``(diagnosed_on - symptom_onset)`` in days / 30.4375 (the mean month),
-rounded to 1 decimal. ``delayed`` follows §0: "over N months" is strictly after
+rounded to 3 decimals like every number of the contract. ``delayed`` follows §0: "over N months" is strictly after
 ``onset + N months`` by calendar (``add_months``) when the setting is a whole number of
 months, else the unrounded day-based figure > the setting **[reading]**.
 
@@ -280,7 +280,7 @@ def _finish(s: DiagnosisFold, at: date, protocol: Protocol) -> DiagnosisResult:
     if a is not None:
         if s.symptom_onset is not None:
             days = (a.diagnosed_on - s.symptom_onset).days
-            delay = round(days / DAYS_PER_MONTH, 1)
+            delay = round(days / DAYS_PER_MONTH, 3)  # interchange: numbers to 3 decimals
             limit_months = protocol.diagnostic_delay_months
             if float(limit_months).is_integer():
                 delayed = a.diagnosed_on > add_months(s.symptom_onset, int(limit_months))
