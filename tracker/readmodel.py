@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     delete,
     insert,
+    or_,
     select,
     text,
 )
@@ -36,6 +37,7 @@ from events.envelope import RecordedEvent
 from events.store import START, Checkpoint, EventStore, metadata
 from events.store.types import UTCDateTime
 from tracker.clock import Clock
+from tracker.due import STANDING_KINDS
 from tracker.protocol import Protocol
 from tracker.status import Evaluation, evaluate
 
@@ -283,14 +285,19 @@ def load_status(conn: Connection, patient: str) -> dict[str, Any] | None:
     return orjson.loads(row[0]) if row else None
 
 
-def due_before(conn: Connection, until: date, *, with_causes: bool = True
-               ) -> list[dict[str, Any]]:
+def due_before(conn: Connection, until: date, *, with_causes: bool = True,
+               news_since: date | None = None) -> list[dict[str, Any]]:
     """Due items that fire on or before ``until``, by date (an indexed range query).
-    ``with_causes=False`` leaves out the bulky cause lists (the worklist needs none)."""
+    ``with_causes=False`` leaves out the bulky cause lists (the worklist needs none);
+    ``news_since`` drops news of a moment (a relapse, a deviation) that fired before it,
+    keeping standing items (labs, doses, imaging) whatever their age."""
     columns = list(due_items.c) if with_causes else [
         c for c in due_items.c if c.name != "cause_event_ids"]
-    rows = conn.execute(select(*columns).where(due_items.c.fires_on <= until)
-                        .order_by(due_items.c.fires_on, due_items.c.patient, due_items.c.key))
+    q = select(*columns).where(due_items.c.fires_on <= until)
+    if news_since is not None:
+        q = q.where(or_(due_items.c.fires_on >= news_since,
+                        due_items.c.kind.in_(sorted(STANDING_KINDS))))
+    rows = conn.execute(q.order_by(due_items.c.fires_on, due_items.c.patient, due_items.c.key))
     keys = [c.name for c in columns]
     return [dict(zip(keys, r, strict=True)) for r in rows]
 

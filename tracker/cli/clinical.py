@@ -138,7 +138,8 @@ def due_cmd(state: State, at: str | None, soon_days: int, as_json: bool) -> None
     on = parse_date(at, "--at") or app.clock.now().astimezone(app.protocol.zone).date()
     StatusProjector(app.store, app.protocol, app.clock).catch_up()
     with app.engine.connect() as conn:
-        rows = due_before(conn, on + timedelta(days=soon_days), with_causes=False)
+        rows = due_before(conn, on + timedelta(days=soon_days), with_causes=False,
+                          news_since=on - timedelta(days=app.protocol.alert_lookback_days))
     items = worklist(rows, on, soon_days=soon_days,
                      lookback_days=app.protocol.alert_lookback_days)
     if as_json:
