@@ -31,8 +31,9 @@ the narrower list of unknown items that could still turn an unconfirmed verdict.
 
 Diagnostic delay: ``(diagnosed_on - symptom_onset)`` in days / 30.4375 (the mean month),
 rounded to 3 decimals like every number of the contract. ``delayed`` follows §0: "over
-N months" is strictly after ``onset + N months`` by calendar (``add_months``) when the setting is a whole number of
-months, else the unrounded day-based figure > the setting **[reading]**.
+N months" is strictly after ``onset + N months`` by calendar (``add_months``) when the
+setting is a whole number of months, else the unrounded day-based figure > the setting
+**[reading]**.
 
 Biopsy recommended (seed, Discussion) when no biopsy is recorded by ``at`` and any of: a
 single focus (``multifocal_lesions`` False, or not True with exactly one derived site), an
