@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import date
-from functools import cache
-from typing import Any, TypeVar
+from functools import cache, update_wrapper
+from typing import Any, TypeVar, get_type_hints
 
 from dateutil.relativedelta import relativedelta
 
 S = TypeVar("S")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class typedispatch:
+    """``functools.singledispatch`` for the folds, on the *exact* type of the first
+    argument: one dictionary look-up per event instead of an MRO walk behind a weak-key
+    cache. Event data classes are final (no subclass is ever dispatched on), so the two
+    agree; a type with no handler falls back to the default function."""
+
+    def __init__(self, default: Callable[..., Any]) -> None:
+        self.default = default
+        self.handlers: dict[type, Callable[..., Any]] = {}
+        update_wrapper(self, default)
+
+    def register(self, func: F) -> F:
+        hints = get_type_hints(func)
+        first = next(iter(inspect.signature(func).parameters))
+        self.handlers[hints[first]] = func
+        return func
+
+    def __call__(self, data: Any, *args: Any) -> Any:
+        return self.handlers.get(type(data), self.default)(data, *args)
 
 
 @cache

@@ -51,7 +51,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from fractions import Fraction
-from functools import reduce, singledispatch
+from functools import reduce
 from typing import Any
 
 from events.vocabulary import (
@@ -65,7 +65,15 @@ from events.vocabulary import (
     VisitRecorded,
 )
 from tracker.facts import Fact
-from tracker.projections.common import Deviation, Explanation, Finding, add_months, r3, replace
+from tracker.projections.common import (
+    Deviation,
+    Explanation,
+    Finding,
+    add_months,
+    r3,
+    replace,
+    typedispatch,
+)
 from tracker.projections.monitoring import LabSample, baseline_missing, lab_sample
 from tracker.protocol import Protocol
 
@@ -183,7 +191,7 @@ class PamidronateState:
     labs: tuple[LabSample, ...] = ()
 
 
-@singledispatch
+@typedispatch
 def _apply(data: object, state: PamidronateState, fact: Fact) -> PamidronateState:
     return state
 

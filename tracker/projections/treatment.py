@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import reduce, singledispatch
+from functools import reduce
 from typing import Any
 
 from events.vocabulary import (
@@ -58,7 +58,15 @@ from events.vocabulary import (
     VisitRecorded,
 )
 from tracker.facts import Fact
-from tracker.projections.common import Deviation, Explanation, Finding, add_months, r3, replace
+from tracker.projections.common import (
+    Deviation,
+    Explanation,
+    Finding,
+    add_months,
+    r3,
+    replace,
+    typedispatch,
+)
 from tracker.protocol import Protocol
 
 STEPS: dict[str, int] = {
@@ -133,7 +141,7 @@ def evolve(state: TreatmentFold, fact: Fact) -> TreatmentFold:
     return _apply(fact.data, state, fact)
 
 
-@singledispatch
+@typedispatch
 def _apply(data: Any, state: TreatmentFold, fact: Fact) -> TreatmentFold:
     return state
 
