@@ -139,7 +139,9 @@ class AlertWorker:
         self.poll_seconds = poll_seconds
         self.stop_event = threading.Event()
         self.outbox = Outbox(store, protocol.zone)
-        self.projector = StatusProjector(store, protocol, clock)
+        # a catch-up that touches many patients folds them in a process per core
+        self.projector = StatusProjector(
+            store, protocol, clock, workers=(os.cpu_count() or 1) if store.is_postgres else 1)
         self.dispatcher = Dispatcher(
             self.outbox, self.channels, roster, clock, protocol, worker_id=self.worker_id,
             batch_size=batch_size, lease=timedelta(seconds=lease_seconds), retry=retry,
@@ -170,6 +172,7 @@ class AlertWorker:
             log.warning(logfmt("worker.release_failed", worker=self.worker_id,
                                error=type(exc).__name__))
         finally:
+            self.projector.close()
             if self._lock is not None:
                 self._lock.release()
             self._started = False

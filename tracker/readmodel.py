@@ -78,6 +78,43 @@ def is_patient_stream(stream: str) -> bool:
     return not stream.startswith("alert:")
 
 
+PARALLEL_MIN = 200  # fewer touched patients are folded in-process (a pool costs ~1 s)
+
+
+@dataclass
+class Rows:
+    """Read-model rows of some patients, ready to write (picklable across processes)."""
+
+    patients: list[str]
+    statuses: list[dict[str, Any]]
+    items: list[dict[str, Any]]
+    events: int = 0
+
+    @classmethod
+    def merge(cls, parts: Iterable[Rows]) -> Rows:
+        out = cls([], [], [])
+        for part in parts:
+            out.patients += part.patients
+            out.statuses += part.statuses
+            out.items += part.items
+            out.events += part.events
+        return out
+
+
+def rows_of(evals: list[Evaluation], *, events: int) -> Rows:
+    return Rows(
+        patients=[e.patient for e in evals],
+        statuses=[{"patient": e.patient, "evaluated_on": e.at, "next_check_on": e.next_check_on,
+                   "protocol_fingerprint": e.protocol.fingerprint,
+                   "status": orjson.dumps(e.as_json(), option=orjson.OPT_SORT_KEYS).decode()}
+                  for e in evals],
+        items=[{"key": i.key, "grp": i.group, "patient": i.patient, "kind": i.kind,
+                "severity": i.severity, "fires_on": i.fires_on, "item_due_on": i.item_due_on,
+                "item": i.item, "cause_event_ids": orjson.dumps(list(i.cause_event_ids)).decode()}
+               for e in evals for i in e.due],
+        events=events)
+
+
 @dataclass
 class CatchUpReport:
     events: int = 0
@@ -88,13 +125,15 @@ class CatchUpReport:
 
 class StatusProjector:
     def __init__(self, store: EventStore, protocol: Protocol, clock: Clock,
-                 name: str = "status") -> None:
+                 name: str = "status", *, workers: int = 1) -> None:
         self.store = store
         self.engine = store.engine
         self.protocol = protocol
         self.clock = clock
         self.name = name
-        self._events_read = 0
+        #: processes that evaluate in parallel when a catch-up touches many patients
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
 
     def today(self) -> date:
         return self.clock.now().astimezone(self.protocol.zone).date()
@@ -138,30 +177,48 @@ class StatusProjector:
                  on: date) -> Evaluation:
         return evaluate(patient, events, at=on, known_at=None, protocol=self.protocol)
 
-    def _write(self, conn: Connection, evaluations: Iterable[Evaluation]) -> int:
-        evals = list(evaluations)
-        if not evals:
+    def _write(self, conn: Connection, rows: Rows) -> int:
+        """Replace the rows of the patients in ``rows`` (inside the caller's transaction)."""
+        if not rows.patients:
             return 0
-        patients = [e.patient for e in evals]
-        conn.execute(delete(due_items).where(due_items.c.patient.in_(patients)))
-        conn.execute(delete(patient_status).where(patient_status.c.patient.in_(patients)))
-        conn.execute(insert(patient_status), [{
-            "patient": e.patient, "evaluated_on": e.at, "next_check_on": e.next_check_on,
-            "protocol_fingerprint": e.protocol.fingerprint,
-            "status": orjson.dumps(e.as_json(), option=orjson.OPT_SORT_KEYS).decode(),
-        } for e in evals])
-        rows = [{"key": i.key, "grp": i.group, "patient": i.patient, "kind": i.kind,
-                 "severity": i.severity, "fires_on": i.fires_on, "item_due_on": i.item_due_on,
-                 "item": i.item, "cause_event_ids": orjson.dumps(list(i.cause_event_ids)).decode()}
-                for e in evals for i in e.due]
-        if rows:
-            conn.execute(insert(due_items), rows)
-        return len(evals)
+        conn.execute(delete(due_items).where(due_items.c.patient.in_(rows.patients)))
+        conn.execute(delete(patient_status).where(patient_status.c.patient.in_(rows.patients)))
+        conn.execute(insert(patient_status), rows.statuses)
+        if rows.items:
+            conn.execute(insert(due_items), rows.items)
+        return len(rows.patients)
 
-    def _evaluate_streams(self, streams: Iterable[str], on: date) -> list[Evaluation]:
+    def _evaluate_streams(self, streams: Iterable[str], on: date) -> Rows:
         histories = self.store.read_streams(s for s in streams if is_patient_stream(s))
-        self._events_read = sum(len(evs) for evs in histories.values())
-        return [self.evaluate(p, evs, on) for p, evs in histories.items() if evs]
+        return rows_of([self.evaluate(p, evs, on) for p, evs in histories.items() if evs],
+                       events=sum(len(evs) for evs in histories.values()))
+
+    def _evaluate_many(self, streams: Sequence[str], on: date) -> Rows:
+        """Evaluate patients, in worker processes when there are many (PostgreSQL)."""
+        chunks = [streams[i:i + _CHUNK] for i in range(0, len(streams), _CHUNK)]
+        if self.workers <= 1 or len(streams) < PARALLEL_MIN or not self.store.is_postgres:
+            parts = [self._evaluate_streams(chunk, on) for chunk in chunks]
+        else:
+            per = max(1, -(-len(streams) // self.workers))
+            chunks = [list(streams[i:i + per]) for i in range(0, len(streams), per)]
+            parts = list(self._workers().map(_evaluate_chunk, repeat(self._url()),
+                                             repeat(self.protocol.model_dump_json()),
+                                             repeat(on), chunks))
+        return Rows.merge(parts)
+
+    def _url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=False)
+
+    def _workers(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes, if any were started."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     # ----------------------------------------------------------------- following
     def catch_up(self, *, batch_size: int = 5000,
@@ -186,10 +243,9 @@ class StatusProjector:
             touched = sorted({e.stream for e in batch if is_patient_stream(e.stream)})
             last = batch[-1]
             checkpoint = Checkpoint(last.tx, last.position)
-            with self.engine.begin() as conn:
-                for i in range(0, len(touched), _CHUNK):
-                    report.patients += self._write(
-                        conn, self._evaluate_streams(touched[i:i + _CHUNK], on))
+            rows = self._evaluate_many(touched, on)
+            with self.engine.begin() as conn:  # the rows and the checkpoint, together
+                report.patients += self._write(conn, rows)
                 self._save_checkpoint(conn, checkpoint)
             report.events += len(batch)
             if progress is not None:
@@ -200,11 +256,9 @@ class StatusProjector:
         with self.engine.connect() as conn:
             stale = [r[0] for r in conn.execute(
                 select(patient_status.c.patient).where(patient_status.c.next_check_on <= on))]
-        done = 0
-        for i in range(0, len(stale), _CHUNK):
-            with self.engine.begin() as conn:
-                done += self._write(conn, self._evaluate_streams(stale[i:i + _CHUNK], on))
-        return done
+        rows = self._evaluate_many(stale, on)
+        with self.engine.begin() as conn:
+            return self._write(conn, rows)
 
     def rebuild(self, *, progress: Callable[[int], None] | None = None,
                 workers: int = 1) -> CatchUpReport:
@@ -234,10 +288,9 @@ class StatusProjector:
         streams = [s for s in self.store.streams() if is_patient_stream(s)]
         chunks = [streams[i:i + _CHUNK] for i in range(0, len(streams), _CHUNK)]
         if workers > 1 and len(chunks) > 1 and self.store.is_postgres:
-            url = self.engine.url.render_as_string(hide_password=False)
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                done = pool.map(_refold_chunk, repeat(url), repeat(self.protocol.model_dump_json()),
-                                repeat(on), chunks)
+                done = pool.map(_refold_chunk, repeat(self._url()),
+                                repeat(self.protocol.model_dump_json()), repeat(on), chunks)
                 for patients, events in done:
                     report.patients += patients
                     report.events += events
@@ -255,27 +308,39 @@ class StatusProjector:
 
     def refold(self, streams: Sequence[str], on: date) -> tuple[int, int]:
         """Evaluate these patients from their whole history and replace their rows."""
-        evals = self._evaluate_streams(streams, on)
+        rows = self._evaluate_streams(streams, on)
         with self.engine.begin() as conn:
-            patients = self._write(conn, evals)
-        return patients, self._events_read
+            patients = self._write(conn, rows)
+        return patients, rows.events
 
 
 _PROCESS_PROJECTORS: dict[str, StatusProjector] = {}
 
 
-def _refold_chunk(url: str, protocol_json: str, on: date, streams: list[str]
-                  ) -> tuple[int, int]:
-    """One chunk of a parallel rebuild, in a worker process (one engine per process)."""
-    projector = _PROCESS_PROJECTORS.get(url)
+def _process_projector(url: str, protocol_json: str) -> StatusProjector:
+    """The projector of a worker process (one engine per process and database)."""
+    key = url + protocol_json
+    projector = _PROCESS_PROJECTORS.get(key)
     if projector is None:
         from events.store.engine import make_engine
         from tracker.clock import SystemClock
 
         projector = StatusProjector(EventStore(make_engine(url)),
                                     Protocol.model_validate_json(protocol_json), SystemClock())
-        _PROCESS_PROJECTORS[url] = projector
-    return projector.refold(streams, on)
+        _PROCESS_PROJECTORS[key] = projector
+    return projector
+
+
+def _refold_chunk(url: str, protocol_json: str, on: date, streams: list[str]
+                  ) -> tuple[int, int]:
+    """One chunk of a parallel rebuild: evaluated and written by the worker process."""
+    return _process_projector(url, protocol_json).refold(streams, on)
+
+
+def _evaluate_chunk(url: str, protocol_json: str, on: date, streams: list[str]) -> Rows:
+    """One chunk of a parallel catch-up: evaluated by the worker process, written by the
+    caller in the same transaction as its checkpoint."""
+    return _process_projector(url, protocol_json)._evaluate_streams(streams, on)
 
 
 # ----------------------------------------------------------------- queries

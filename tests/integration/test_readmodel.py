@@ -47,6 +47,15 @@ def test_following_equals_rebuilding_equals_folding_for_500_patients(store: Even
     assert parallel.patients == 500
     with store.engine.connect() as conn:
         assert all_rows(conn) == followed
+    # a catch-up touching hundreds of patients evaluates them in worker processes
+    # (PostgreSQL) and writes the rows with its checkpoint: the same rows again
+    fresh = StatusProjector(store, DEFAULT_PROTOCOL, NOW, name="from-zero", workers=2)
+    try:
+        assert fresh.catch_up(batch_size=20_000).events == written
+    finally:
+        fresh.close()
+    with store.engine.connect() as conn:
+        assert all_rows(conn) == followed
 
 
 def test_new_events_refresh_only_their_patient_and_the_schedule(store: EventStore) -> None:
