@@ -1,5 +1,7 @@
-"""The whole database schema: importing this module registers every table on the one
-``MetaData`` (events' tables, the tracker's read model, the alert outbox)."""
+"""The tracker's part of the schema: importing this module registers the events' tables
+and the read model on the one ``MetaData``. The alert outbox's tables live in
+``alerts.tables`` (``tracker`` may not import ``alerts``); ``migrations/env.py`` imports
+both, so Alembic sees the whole schema."""
 
 from __future__ import annotations
 
