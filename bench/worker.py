@@ -61,6 +61,7 @@ from alerts.tables import deliveries as D
 from alerts.worker import AlertWorker
 from events.store import EventStore
 from events.store.engine import make_engine, normalise_url
+from tests.support.roster import NURSE_AND_RHEUMATOLOGIST
 from tracker import db
 from tracker.clock import FixedClock
 from tracker.generate import generate_cohort
@@ -69,24 +70,7 @@ from tracker.protocol import DEFAULT_PROTOCOL
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
-NURSE_PHONE = "+34600000001"
-RHEUM_EMAIL = "rheum.b@example.org"
-ROSTER = f"""
-[[staff]]
-id = "nurse.a"
-name = "Nurse A"
-roles = ["nurse"]
-phone = "{NURSE_PHONE}"
-on_call = true
-preferred_channel = "sms"
-
-[[staff]]
-id = "rheum.b"
-name = "Rheumatologist B"
-roles = ["rheumatologist"]
-email = "{RHEUM_EMAIL}"
-preferred_channel = "email"
-
+ROSTER = NURSE_AND_RHEUMATOLOGIST + """
 [routing]
 default = ["nurse"]
 

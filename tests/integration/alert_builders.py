@@ -19,38 +19,15 @@ from alerts.roster import Roster, parse_roster
 from alerts.worker import AlertWorker
 from events.store import EventStore
 from tests.support.events import new_event
+from tests.support.roster import (
+    CONSULTANT,
+    NURSE_AND_RHEUMATOLOGIST,
+)
 from tracker.clock import FixedClock
 from tracker.protocol import DEFAULT_PROTOCOL, Protocol
 from tracker.readmodel import due_items
 
-NURSE_PHONE = "+34600000001"
-CONSULTANT_PHONE = "+34600000003"
-RHEUM_EMAIL = "rheum.b@example.org"
-
-ROSTER_TOML = f"""
-[[staff]]
-id = "nurse.a"
-name = "Nurse A"
-roles = ["nurse"]
-phone = "{NURSE_PHONE}"
-on_call = true
-preferred_channel = "sms"
-
-[[staff]]
-id = "rheum.b"
-name = "Rheumatologist B"
-roles = ["rheumatologist"]
-email = "{RHEUM_EMAIL}"
-preferred_channel = "email"
-
-[[staff]]
-id = "consult.c"
-name = "Consultant C"
-roles = ["on_call_consultant"]
-phone = "{CONSULTANT_PHONE}"
-on_call = true
-preferred_channel = "sms"
-
+ROSTER_TOML = NURSE_AND_RHEUMATOLOGIST + CONSULTANT + """
 [routing]
 default = ["nurse"]
 

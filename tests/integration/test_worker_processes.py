@@ -47,6 +47,12 @@ from tests.support.processes import (
     wait_until,
     worker_env,
 )
+from tests.support.roster import (
+    CONSULTANT,
+    NURSE_AND_RHEUMATOLOGIST,
+    NURSE_PHONE,
+    RHEUM_EMAIL,
+)
 from tests.support.smtp_server import SmtpTestServer
 from tests.support.twilio_server import TwilioTestServer
 from tracker.clock import SystemClock
@@ -56,38 +62,12 @@ from tracker.protocol import DEFAULT_PROTOCOL
 pytest_plugins = ["tests.support.twilio_server", "tests.support.smtp_server"]
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-NURSE_PHONE = "+34600000001"
-RHEUM_EMAIL = "rheum.b@example.org"
-CONSULT_PHONE = "+34600000003"
 
 
 def write_roster(path: Path, urgent: list[str]) -> Path:
     """nurse.a by SMS, rheum.b by e-mail, consult.c by SMS; urgent alerts to ``urgent``."""
     roles = ", ".join(f'"{r}"' for r in urgent)
-    path.write_text(f"""
-[[staff]]
-id = "nurse.a"
-name = "Nurse A"
-roles = ["nurse"]
-phone = "{NURSE_PHONE}"
-on_call = true
-preferred_channel = "sms"
-
-[[staff]]
-id = "rheum.b"
-name = "Rheumatologist B"
-roles = ["rheumatologist"]
-email = "{RHEUM_EMAIL}"
-preferred_channel = "email"
-
-[[staff]]
-id = "consult.c"
-name = "Consultant C"
-roles = ["on_call_consultant"]
-phone = "{CONSULT_PHONE}"
-on_call = true
-preferred_channel = "sms"
-
+    path.write_text(NURSE_AND_RHEUMATOLOGIST + CONSULTANT + f"""
 [routing]
 default = ["nurse"]
 
