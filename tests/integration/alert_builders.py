@@ -19,10 +19,11 @@ from alerts.roster import Roster, parse_roster
 from alerts.worker import AlertWorker
 from events.store import EventStore
 from tests.support.events import new_event
-from tests.support.roster import (
-    CONSULTANT,
-    NURSE_AND_RHEUMATOLOGIST,
-)
+from tests.support.roster import CONSULTANT as CONSULTANT
+from tests.support.roster import CONSULTANT_PHONE as CONSULTANT_PHONE
+from tests.support.roster import NURSE_AND_RHEUMATOLOGIST as NURSE_AND_RHEUMATOLOGIST
+from tests.support.roster import NURSE_PHONE as NURSE_PHONE
+from tests.support.roster import RHEUM_EMAIL as RHEUM_EMAIL
 from tracker.clock import FixedClock
 from tracker.protocol import DEFAULT_PROTOCOL, Protocol
 from tracker.readmodel import due_items
