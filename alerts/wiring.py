@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from alerts.channels.base import Channel
-from alerts.channels.console import ConsoleChannel, FileChannel
+from alerts.channels.console import ConsoleChannel, FileChannel, TeeChannel
 from alerts.channels.smtp_email import SmtpEmailChannel
 from alerts.channels.twilio_sms import TwilioSmsChannel
 from alerts.errors import RosterError
@@ -65,7 +65,9 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     if settings.alert_log_file is not None:
         channels["file"] = FileChannel(settings.alert_log_file)
     if "sms" not in channels and "email" not in channels:
-        channels["console"] = ConsoleChannel()
+        # the embedded default: the console, with a copy of every message in the file
+        channels["console"] = (TeeChannel(ConsoleChannel(), FileChannel(settings.alert_log_file))
+                               if settings.alert_log_file is not None else ConsoleChannel())
     return channels
 
 

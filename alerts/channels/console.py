@@ -78,3 +78,19 @@ class FileChannel:
                 f"alert log file not writable ({type(exc).__name__})",
                 channel=self.name) from None
         return DeliveryReceipt(provider_id=provider_id, channel=self.name)
+
+
+class TeeChannel:
+    """Send through ``primary`` and keep a copy through ``copy`` (the embedded default:
+    the console for people, a JSON-lines file for the record). The receipt is the
+    primary's; a failed copy is a transient failure, so nothing goes unrecorded."""
+
+    def __init__(self, primary: ConsoleChannel, copy: FileChannel) -> None:
+        self.primary = primary
+        self.copy = copy
+        self.name = primary.name
+
+    def send(self, message: Message, recipient: Recipient) -> DeliveryReceipt:
+        receipt = self.primary.send(message, recipient)
+        self.copy.send(message, recipient)
+        return receipt
