@@ -373,6 +373,9 @@ def report_projector(report: Report, backend: str, op: str, r: dict[str, Any],
 
 
 # ---------------------------------------------------------------------------- 3. due
+LOOKBACK = PROTOCOL.alert_lookback_days
+
+
 def bench_due(url: str, at: date, reps: int) -> tuple[list[float], list[float], int, int]:
     engine = make_engine(url)
     query: list[float] = []
@@ -382,10 +385,11 @@ def bench_due(url: str, at: date, reps: int) -> tuple[list[float], list[float], 
     try:
         for i in range(reps + 2):
             t0 = time.perf_counter()
-            with engine.connect() as conn:
-                rows = due_before(conn, at + timedelta(days=SOON_DAYS))
+            with engine.connect() as conn:  # exactly what `cno-tracker due` runs
+                rows = due_before(conn, at + timedelta(days=SOON_DAYS), with_causes=False,
+                                  news_since=at - timedelta(days=LOOKBACK))
             t1 = time.perf_counter()
-            items = worklist(rows, at, soon_days=SOON_DAYS)
+            items = worklist(rows, at, soon_days=SOON_DAYS, lookback_days=LOOKBACK)
             t2 = time.perf_counter()
             if i >= 2:  # the first two warm the pool and the statement cache
                 query.append(t1 - t0)

@@ -382,7 +382,9 @@ class EventStore:
 
     # ------------------------------------------------------------------ reading
     def _read(self, query: Any) -> Any:
-        with self.engine.connect() as conn:
+        """One read statement, in autocommit: a single statement sees one snapshot, and
+        there is no BEGIN / ROLLBACK round trip around it."""
+        with self._autocommit.connect() as conn:
             return conn.execute(query).all()
 
     def read_stream(self, stream: str, *, known_at: datetime | None = None) -> list[RecordedEvent]:
