@@ -34,7 +34,7 @@ from alerts.tables import alerts as A
 from alerts.tables import deliveries as D
 from events.envelope import NewEvent
 from events.store import EventStore
-from events.store.sql import Writer
+from events.store.writing import Writer
 from events.vocabulary import (
     AlertAcknowledged,
     AlertCancelled,

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from events.store import EventStore
 from events.store.engine import make_engine
-from events.store.sql import Writer
+from events.store.writing import Writer
 from tests.support.events import line, visit
 from tracker.cli.main import cli
 from tracker.clock import FixedClock
