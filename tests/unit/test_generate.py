@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
+import tracker.cohort_patient as patient_module
 import tracker.generate as gen
 from events.vocabulary import IMPORTABLE_TYPES, UNITS, to_canonical
 from events.vocabulary.common import check_patient_ref, parse_when
@@ -212,7 +213,7 @@ def test_the_until_filter_keeps_the_day_itself_and_drops_the_day_after(
     (date(2015, 10, 26), "+01:00"), (date(2016, 3, 26), "+01:00"), (date(2016, 3, 27), "+02:00"),
 ])
 def test_madrid_offset_changes_on_the_last_sunday(day: date, offset: str) -> None:
-    assert gen._offset(day) == offset
+    assert patient_module._offset(day) == offset
     noon = datetime(day.year, day.month, day.day, 12, tzinfo=ZoneInfo("Europe/Madrid"))
     assert noon.isoformat()[-6:] == offset
 
