@@ -62,7 +62,8 @@ def cohort_report_cmd(state: State, date_from: str | None, date_to: str | None,
     """The cohort table of the seed paper (Table 4) from the record, with the seed's
     inclusion criteria: Jansson confirmed, under MAX-AGE at diagnosis, diagnosed between
     --from and --to; counts of who was excluded and why."""
-    from tracker.reports.cohort import cohort_report, patient_record, render
+    from tracker.reports.cohort import cohort_report, patient_record
+    from tracker.reports.render import render
 
     app = state.app()
     on = parse_date(at, "--at") or app.clock.now().astimezone(app.protocol.zone).date()
