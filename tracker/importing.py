@@ -27,6 +27,9 @@ from tracker.clock import Clock
 from tracker.errors import ImportRefused
 from tracker.protocol import Protocol
 
+#: a bulk import this large refreshes the planner's statistics afterwards (PostgreSQL)
+ANALYZE_AFTER = 10_000
+
 
 @dataclass
 class ImportReport:
@@ -174,6 +177,8 @@ def _import(lines: Iterable[bytes | str], store: EventStore, *, clock: Clock,
         writer.prefetch_heads(by_stream)
         for stream, new in by_stream.items():
             writer.append(stream, stored_versions.get(stream, 0), new, returning=False)
+    if len(pending) >= ANALYZE_AFTER:
+        store.analyze()  # the next import's look-ups plan against the new size
     return report
 
 
