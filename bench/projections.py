@@ -44,13 +44,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, delete, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, delete, text
 
+from bench.databases import Databases
 from events.store import EventStore
-from events.store.engine import make_engine, normalise_url
+from events.store.engine import make_engine
 from tracker.clock import FixedClock, SystemClock
-from tracker.db import upgrade
 from tracker.generate import generate_cohort
 from tracker.importing import import_lines
 from tracker.protocol import DEFAULT_PROTOCOL
@@ -147,40 +146,6 @@ class Report:
 
 
 # ---------------------------------------------------------------------------- databases
-class Databases:
-    """Fresh databases; :meth:`close` drops every PostgreSQL database it made."""
-
-    def __init__(self, pg_url: str, tmp: Path) -> None:
-        self.pg_url = make_url(normalise_url(pg_url))
-        self.tmp = tmp
-        self.names: list[str] = []
-        self._admin: Engine | None = None
-
-    def fresh(self, backend: str, tag: str) -> str:
-        if backend == "sqlite":
-            url = f"sqlite:///{self.tmp / tag}.db"
-        else:
-            name = f"cno_bench_proj_{os.getpid()}_{tag}"
-            if self._admin is None:
-                self._admin = create_engine(self.pg_url.set(database="postgres"),
-                                            isolation_level="AUTOCOMMIT")
-            with self._admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-            self.names.append(name)
-            url = self.pg_url.set(database=name).render_as_string(hide_password=False)
-        upgrade(url)
-        return url
-
-    def close(self) -> None:
-        if self._admin is None:
-            return
-        with self._admin.connect() as conn:
-            for name in self.names:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        self._admin.dispose()
-
-
 # ---------------------------------------------------------------------------- the cohort
 def cohort(patients: int, seed: int) -> list[list[bytes]]:
     """Import lines grouped per patient, in patient order (so a prefix is a smaller cohort)."""
@@ -589,7 +554,7 @@ def run_backend(backend: str, opts: Options, groups: list[list[bytes]], long: li
                 dbs: Databases, clock: FixedClock, report: Report) -> None:
     pg = backend == "postgresql"
     first = opts.patients if pg else min(opts.sqlite_patients, len(groups))
-    url = dbs.fresh(backend, "main")
+    url = dbs.fresh("main", backend=backend)
     today = clock.now().astimezone(PROTOCOL.zone).date()
     due_at = opts.due_at or today
 
@@ -660,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
                f"{sum(map(len, groups)):,} lines",
                note=f"{sum(map(len, groups)) / len(groups):.1f} events/patient; {gen:.1f} s")
     tmp = Path(tempfile.mkdtemp(prefix="cno_bench_proj_"))
-    dbs = Databases(opts.pg_url, tmp)
+    dbs = Databases(opts.pg_url, tmp, prefix="cno_bench_proj")
     try:
         for backend in opts.backends:
             run_backend(backend, opts, groups, long, dbs, clock, report)

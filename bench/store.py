@@ -53,9 +53,10 @@ from eventsourcing.sqlite import (
     SQLiteConnectionPool,
     SQLiteDatastore,
 )
-from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy import Engine, insert, text
 from sqlalchemy.engine import make_url
 
+from bench.databases import Databases
 from events.envelope import (
     GENESIS,
     NewEvent,
@@ -69,7 +70,6 @@ from events.store import EventStore
 from events.store.engine import make_engine, normalise_url
 from events.store.tables import events as EVENTS
 from tracker.clock import FixedClock
-from tracker.db import upgrade
 from tracker.importing import import_lines, when_to_instant
 from tracker.protocol import DEFAULT_PROTOCOL
 
@@ -101,48 +101,6 @@ def _log(message: str) -> None:
 
 
 # ---------------------------------------------------------------------------- databases
-class Databases:
-    """Fresh databases of one backend; :meth:`close` drops every one it made."""
-
-    def __init__(self, backend: str, pg_url: str, tmp: Path) -> None:
-        self.backend = backend
-        self.pg_url = make_url(normalise_url(pg_url))
-        self.tmp = tmp
-        self.names: list[str] = []
-        self._admin: Engine | None = None
-
-    def admin(self) -> Engine:
-        if self._admin is None:
-            self._admin = create_engine(self.pg_url.set(database="postgres"),
-                                        isolation_level="AUTOCOMMIT")
-        return self._admin
-
-    def fresh(self, tag: str, *, migrate: bool = True) -> str:
-        if self.backend == "sqlite":
-            path = self.tmp / f"{tag}.db"
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-            url = f"sqlite:///{path}"
-        else:
-            name = f"cno_bench_{os.getpid()}_{tag}".replace("-", "_")
-            with self.admin().connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-            self.names.append(name)
-            url = self.pg_url.set(database=name).render_as_string(hide_password=False)
-        if migrate:
-            upgrade(url)
-        return url
-
-    def close(self) -> None:
-        if self._admin is None:
-            return
-        with self._admin.connect() as conn:
-            for name in self.names:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        self._admin.dispose()
-
-
 # ---------------------------------------------------------------------------- event source
 def _simple_lines(seed: int, n: int) -> Iterator[dict[str, Any]]:
     """A stand-in cohort: enrolment, then visits, labs and infusions, unique keys."""
@@ -599,7 +557,7 @@ class Options:
 
 
 def run_backend(backend: str, opts: Options, tmp: Path, results: list[Result]) -> None:
-    dbs = Databases(backend, opts.pg_url, tmp)
+    dbs = Databases(opts.pg_url, tmp, prefix="cno_bench", backend=backend)
     try:
         _log(f"{backend}: single appends ({opts.appends} events)")
         items = to_items(cohort_lines(1, opts.appends, opts.generator))

@@ -49,8 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, func, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select, text, update
 
 from alerts.channels.console import FileChannel
 from alerts.outbox import Outbox, Route
@@ -59,10 +58,10 @@ from alerts.rules import AlertSpec
 from alerts.tables import alerts as A
 from alerts.tables import deliveries as D
 from alerts.worker import AlertWorker
+from bench.databases import Databases
 from events.store import EventStore
-from events.store.engine import make_engine, normalise_url
+from events.store.engine import make_engine
 from tests.support.roster import NURSE_AND_RHEUMATOLOGIST
-from tracker import db
 from tracker.clock import FixedClock
 from tracker.generate import generate_cohort
 from tracker.importing import import_lines
@@ -90,32 +89,6 @@ class Row:
     value: str
     target: str = ""
     verdict: str = ""
-
-
-class Databases:
-    """Creates ``cno_bench_worker_<pid>_<tag>`` databases and drops them all at the end."""
-
-    def __init__(self, pg_url: str) -> None:
-        self.url = make_url(normalise_url(pg_url))
-        self.admin: Engine = create_engine(self.url.set(database="postgres"),
-                                           isolation_level="AUTOCOMMIT")
-        self.made: list[str] = []
-
-    def fresh(self, tag: str) -> str:
-        name = f"cno_bench_worker_{os.getpid()}_{tag}"
-        with self.admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        self.made.append(name)
-        url = self.url.set(database=name).render_as_string(hide_password=False)
-        db.upgrade(url)
-        return url
-
-    def close(self) -> None:
-        with self.admin.connect() as conn:
-            for name in self.made:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        self.admin.dispose()
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -407,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     messages = args.messages or (1000 if args.quick else 4000)
     log(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     rows: list[Row] = []
-    dbs = Databases(args.pg_url)
+    dbs = Databases(args.pg_url, prefix="cno_bench_worker")
     started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="cno-bench-worker-") as tmp:
