@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import date
 from functools import cache, update_wrapper
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, Protocol, TypeVar, cast, get_type_hints
 
 from dateutil.relativedelta import relativedelta
 
@@ -15,25 +15,35 @@ S = TypeVar("S")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class typedispatch:
+class Dispatcher(Protocol):
+    handlers: dict[type, Callable[..., Any]]
+
+    def __call__(self, data: Any, *args: Any) -> Any: ...
+
+    def register(self, func: F) -> F: ...
+
+
+def typedispatch(default: Callable[..., Any]) -> Dispatcher:
     """``functools.singledispatch`` for the folds, on the *exact* type of the first
     argument: one dictionary look-up per event instead of an MRO walk behind a weak-key
     cache. Event data classes are final (no subclass is ever dispatched on), so the two
     agree; a type with no handler falls back to the default function."""
+    handlers: dict[type, Callable[..., Any]] = {}
+    lookup = handlers.get
 
-    def __init__(self, default: Callable[..., Any]) -> None:
-        self.default = default
-        self.handlers: dict[type, Callable[..., Any]] = {}
-        update_wrapper(self, default)
+    def dispatch(data: Any, *args: Any) -> Any:
+        return lookup(type(data), default)(data, *args)
 
-    def register(self, func: F) -> F:
+    def register(func: F) -> F:
         hints = get_type_hints(func)
         first = next(iter(inspect.signature(func).parameters))
-        self.handlers[hints[first]] = func
+        handlers[hints[first]] = func
         return func
 
-    def __call__(self, data: Any, *args: Any) -> Any:
-        return self.handlers.get(type(data), self.default)(data, *args)
+    update_wrapper(dispatch, default)
+    dispatch.handlers = handlers  # type: ignore[attr-defined]
+    dispatch.register = register  # type: ignore[attr-defined]
+    return cast(Dispatcher, dispatch)
 
 
 @cache
@@ -41,15 +51,25 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
+@cache
+def _replacer(cls: type) -> Callable[[Any, dict[str, Any]], Any]:
+    """A copy function written for one frozen state class: every field assigned by name,
+    no loop, no ``getattr`` (the folds make a new state per event)."""
+    body = [f"    _set(obj, {n!r}, changes[{n!r}] if {n!r} in changes else state.{n})"
+            for n in _field_names(cls)]
+    source = "\n".join(["def copy_(state, changes):", "    obj = _new(_cls)", *body,
+                         "    return obj"])
+    namespace: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__,
+                                 "_cls": cls}
+    exec(source, namespace)
+    return cast(Callable[[Any, dict[str, Any]], Any], namespace["copy_"])
+
+
 def replace(state: S, **changes: Any) -> S:
     """``dataclasses.replace`` for the folds' frozen states, without re-running
     ``__init__``: a fold makes a new state per event, so this is on the hot path."""
     cls: type = type(state)
-    new: S = object.__new__(cls)
-    for name in _field_names(cls):
-        object.__setattr__(new, name, changes[name] if name in changes
-                           else getattr(state, name))
-    return new
+    return cast(S, _replacer(cls)(state, changes))
 
 
 def add_months(d: date, months: int) -> date:
