@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.unit.projection_builders import Log, d
 from tracker.projections.diagnosis import ITEMS, DiagnosisResult, diagnosis
@@ -57,20 +59,30 @@ def test_false_items_do_not_count() -> None:
     assert "sterile_biopsy_inflammation" not in r.unknown
 
 
-def test_unknown_lists_every_unknown_item_even_when_confirmed() -> None:
+def test_a_confirmed_verdict_lists_no_unknown_item() -> None:
     log = enrolled(None)
     criteria: dict[str, Any] = {k: False for k in ITEMS if k != "hyperostosis"}
     criteria |= {"multifocal_lesions": True, "osteolytic_or_sclerotic_lesion": True}
     log.assess("2015-03-01", **criteria)
     r = dx(log)
     assert r.confirmed is True
-    assert r.unknown == ["hyperostosis"]
-    assert r.pivotal_unknown == []
+    assert r.unknown == []  # no value of hyperostosis can unconfirm two majors
     assert r.as_json()["jansson"] == {"major": 2, "minor": 0, "confirmed": True,
-                                      "unknown": ["hyperostosis"]}
+                                      "unknown": []}
 
 
-def test_pivotal_unknown_only_names_items_that_could_turn_the_verdict() -> None:
+def test_an_unknown_that_cannot_confirm_is_not_listed() -> None:
+    # the issue's case: 1 major and 1 minor known, only hyperostosis unknown: at best
+    # 1 major + 2 minor, never confirmed
+    log = enrolled(None)
+    criteria: dict[str, Any] = {k: False for k in ITEMS if k != "hyperostosis"}
+    criteria |= {"multifocal_lesions": True, "good_general_status": True}
+    log.assess("2015-03-01", **criteria)
+    r = dx(log)
+    assert (r.major, r.minor, r.confirmed, r.unknown) == (1, 1, False, [])
+
+
+def test_unknown_only_names_items_that_could_turn_the_verdict() -> None:
     log = enrolled(None)
     # no major known; all majors false but one; minors: one unknown, rest false
     log.assess("2015-03-01", multifocal_lesions=False, osteolytic_or_sclerotic_lesion=False,
@@ -78,15 +90,44 @@ def test_pivotal_unknown_only_names_items_that_could_turn_the_verdict() -> None:
                course_over_6_months=False, normal_labs_raised_esr=False,
                autoimmune_association=False)
     r = dx(log)
-    assert r.unknown == ["palmoplantar_psoriasis_pustulosis", "hyperostosis"]
-    assert r.pivotal_unknown == []  # even both true give 1 major + 1 minor
+    assert r.unknown == []  # even both true give 1 major + 1 minor
     log2 = enrolled(None)
     log2.assess("2015-03-01", multifocal_lesions=True, good_general_status=True,
                 course_over_6_months=True, normal_labs_raised_esr=False,
                 autoimmune_association=False, osteolytic_or_sclerotic_lesion=False)
     r2 = dx(log2)
-    assert r2.pivotal_unknown == ["sterile_biopsy_inflammation",
-                                  "palmoplantar_psoriasis_pustulosis", "hyperostosis"]
+    # one more major, or hyperostosis as the third minor, confirms
+    assert r2.unknown == ["sterile_biopsy_inflammation",
+                          "palmoplantar_psoriasis_pustulosis", "hyperostosis"]
+
+
+def _flips(items: dict[str, bool | None], k: str) -> bool:
+    """Literally the rule: some assignment of the other unknowns under which k's value
+    decides ``confirmed``."""
+    from itertools import product
+
+    from tracker.projections.diagnosis import MAJOR, confirmed
+
+    others = [x for x in ITEMS if items[x] is None and x != k]
+    for values in product([False, True], repeat=len(others)):
+        verdicts = set()
+        for v in (False, True):
+            full = {**items, **dict(zip(others, values, strict=True)), k: v}
+            verdicts.add(confirmed(sum(1 for x in MAJOR if full[x]),
+                                   sum(1 for x in ITEMS if x not in MAJOR and full[x])))
+        if len(verdicts) == 2:
+            return True
+    return False
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({k: st.sampled_from([True, False, None]) for k in ITEMS}))
+def test_unknown_is_exactly_the_items_whose_value_can_flip_the_verdict(
+        criteria: dict[str, bool | None]) -> None:
+    log = enrolled(None)
+    log.assess("2015-03-01", **{k: v for k, v in criteria.items() if v is not None})
+    r = dx(log)
+    assert r.unknown == [k for k in ITEMS if criteria[k] is None and _flips(criteria, k)]
 
 
 # -- explicit and derived -----------------------------------------------------------------------
@@ -329,8 +370,5 @@ def test_as_json_shape() -> None:
     log.biopsy("2015-02-10", findings=["fibrosis"], culture_sterile=True)
     log.assess("2015-03-15")
     assert dx(log).as_json() == {
-        "jansson": {"major": 2, "minor": 0, "confirmed": True, "unknown": [
-            "osteolytic_or_sclerotic_lesion", "palmoplantar_psoriasis_pustulosis",
-            "good_general_status", "normal_labs_raised_esr", "hyperostosis",
-            "autoimmune_association"]},
+        "jansson": {"major": 2, "minor": 0, "confirmed": True, "unknown": []},
         "diagnostic_delay_months": 2.398, "delayed": False, "biopsy_recommended": False}

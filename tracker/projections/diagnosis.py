@@ -25,9 +25,12 @@ absence of a record is not absence of the finding, so most derive True or nothin
 - ``osteolytic_or_sclerotic_lesion``, ``good_general_status``, ``normal_labs_raised_esr``:
   not derived (free-text radiology; general status and reference ranges are judgements).
 
-``unknown`` lists every item still unknown, in Table 1 order, also when the diagnosis is
-already confirmed (as the contract's example does) **[reading]**; ``pivotal_unknown`` keeps
-the narrower list of unknown items that could still turn an unconfirmed verdict.
+``unknown`` names, in Table 1 order, the unknown items *that could still change the verdict*
+(§2): an item is listed only if some assignment of true/false to the unknown items flips
+``confirmed`` depending on that item. Table 1's rule is monotone (a true item never
+unconfirms), so a confirmed verdict lists none, and an unconfirmed one lists the items of
+the smallest sets of unknowns whose truth would confirm it. The contract's example (an
+unknown beside a confirmed verdict) follows the older every-unknown reading.
 
 Diagnostic delay: ``(diagnosed_on - symptom_onset)`` in days / 30.4375 (the mean month),
 rounded to 3 decimals like every number of the contract. ``delayed`` follows §0: "over
@@ -158,8 +161,7 @@ class DiagnosisResult:
     major: int
     minor: int
     confirmed: bool
-    unknown: list[str]
-    pivotal_unknown: list[str]
+    unknown: list[str]  # only the items that could still change the verdict
     diagnostic_delay_months: float | None
     delayed: bool | None
     biopsy_recommended: bool | None
@@ -226,7 +228,8 @@ def _derive(s: DiagnosisFold, ref: date) -> tuple[dict[str, bool | None], dict[s
 
 
 def _pivotal(items: dict[str, bool | None]) -> list[str]:
-    """Unknown items that could still turn an unconfirmed verdict (none once confirmed)."""
+    """Unknown items that could still change the verdict (none once confirmed): those in
+    a minimal set of unknowns whose truth would confirm it."""
     major = sum(1 for k in MAJOR if items[k])
     minor = sum(1 for k in MINOR if items[k])
     if confirmed(major, minor):
@@ -304,7 +307,7 @@ def _finish(s: DiagnosisFold, at: date, protocol: Protocol) -> DiagnosisResult:
     return DiagnosisResult(
         assessed=a is not None, diagnosed_on=a.diagnosed_on if a else None, items=items,
         sources=sources, major=major, minor=minor, confirmed=verdict,
-        unknown=[k for k in ITEMS if items[k] is None], pivotal_unknown=_pivotal(items),
+        unknown=_pivotal(items),
         diagnostic_delay_months=delay, delayed=delayed, biopsy_recommended=biopsy,
         findings=findings, explanations=explanations)
 
