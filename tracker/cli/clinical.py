@@ -18,6 +18,7 @@ from tracker.cli.common import (
 )
 from tracker.errors import NotFound
 from tracker.readmodel import StatusProjector, due_before
+from tracker.replay import Question, replay
 from tracker.status import Evaluation, evaluate
 from tracker.worklist import SOON_DAYS, worklist
 
@@ -127,24 +128,48 @@ def explain_cmd(state: State, patient: str, item: str | None, at: str | None,
 
 @click.command("due")
 @click.option("--at", default=None, help="the date of the list (default today)")
+@click.option("--known-at", default=None,
+              help="only what was recorded by then: datetime with offset, or a local date")
 @click.option("--soon", "soon_days", default=SOON_DAYS, show_default=True,
               help="also list what falls due within this many days")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="processes that replay a past list (PostgreSQL; default: one per core)")
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
 @handles_errors
-def due_cmd(state: State, at: str | None, soon_days: int, as_json: bool) -> None:
-    """The worklist across patients: due soon, due and overdue, by date."""
+def due_cmd(state: State, at: str | None, known_at: str | None, soon_days: int,
+            workers: int | None, as_json: bool) -> None:
+    """The worklist across patients: due soon, due and overdue, by date.
+
+    Today's list comes from the read model. A list of another date (--at) or as known at
+    an earlier instant (--known-at) replays every patient, so that it shows exactly what
+    `status --at --known-at` shows for each of them."""
+    import os
+
     app = state.app()
-    on = parse_date(at, "--at") or app.clock.now().astimezone(app.protocol.zone).date()
-    StatusProjector(app.store, app.protocol, app.clock).catch_up()
-    with app.engine.connect() as conn:
-        rows = due_before(conn, on + timedelta(days=soon_days), with_causes=False,
-                          news_since=on - timedelta(days=app.protocol.alert_lookback_days))
-    items = worklist(rows, on, soon_days=soon_days,
-                     lookback_days=app.protocol.alert_lookback_days)
+    today = app.clock.now().astimezone(app.protocol.zone).date()
+    on = parse_date(at, "--at") or today
+    instant = parse_instant(known_at, "--known-at", app.protocol.zone)
+    lookback = app.protocol.alert_lookback_days
+    if on == today and instant is None:
+        StatusProjector(app.store, app.protocol, app.clock).catch_up()
+        with app.engine.connect() as conn:
+            rows = due_before(conn, on + timedelta(days=soon_days), with_causes=False,
+                              news_since=on - timedelta(days=lookback))
+        source = "known now, from the read model"
+    else:
+        question = Question(on, instant, soon_days, lookback)
+        done = replay(app.store, app.protocol, question, workers=workers or os.cpu_count() or 1)
+        rows = done.rows
+        known = "now" if instant is None else "at " + instant.astimezone(
+            app.protocol.zone).isoformat(timespec="seconds")
+        source = (f"known {known}, replayed "
+                  f"{done.patients} patient(s) in {done.processes} process(es)")
+    items = worklist(rows, on, soon_days=soon_days, lookback_days=lookback)
     if as_json:
         emit_json(items)  # interchange: one object per open item, sorted by date
         return
+    click.echo(f"as of {on.isoformat()}, {source}")
     if not items:
         click.echo(f"nothing due on {on.isoformat()}")
     for i in items:
