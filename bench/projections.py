@@ -13,7 +13,11 @@ Measures, mainly on PostgreSQL (SQLite at a small size alongside):
    end, RSS high-water over the process's baseline) at two sizes, each in a fresh process,
    and ``catch_up()`` from an empty checkpoint at the first size;
 3. ``cno-tracker due --at DATE``: ``due_before`` + ``worklist`` in-process (median of many)
-   and the whole CLI as a subprocess (wall, start-up included).
+   and the whole CLI as a subprocess (wall, start-up included);
+4. ``cno-tracker due --at PAST --json`` on PostgreSQL through the CLI, which replays every
+   patient at that date (a process per core by default, and once with ``--workers 1`` at
+   the largest size), at growing cohort sizes in a database of its own
+   (``--replay-sizes``; ``--replay-only`` runs nothing else).
 
 The cohort comes from ``tracker.generate`` (a smaller cohort is a prefix of a larger one with
 the same seed), imported with ``import_lines``. The bench clock is fixed at the moment the run
@@ -72,6 +76,8 @@ PROTOCOL = DEFAULT_PROTOCOL
 TARGET_STATUS_MS = 5.0
 TARGET_REBUILD_EPS = 30_000.0
 TARGET_DUE_MS = 200.0
+TARGET_REPLAY_S = 30.0
+REPLAY_AT = date(2023, 6, 1)  # a past date with most of the cohort under follow-up
 
 
 def _log(message: str) -> None:
@@ -421,6 +427,47 @@ def run_due(report: Report, backend: str, url: str, at: date, reps: int, cli_run
                     f"{daily} of {size} patients (next_check_on set)")
 
 
+# ---------------------------------------------------------------------------- 4. replay
+def due_replay_cli(url: str, at: date, workers: int | None) -> tuple[float, int, str]:
+    """One ``cno-tracker due --at AT`` (a past date: a replay) as a subprocess."""
+    env = {**os.environ, "CNO_TRACKER_DATABASE_URL": url}
+    extra = ["--workers", str(workers)] if workers else []
+    t0 = time.perf_counter()
+    proc = subprocess.run([*_cli(), "due", "--at", at.isoformat(), *extra], env=env,
+                          capture_output=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"cno-tracker due --at failed: {proc.stderr.decode()}")
+    lines = proc.stdout.decode().splitlines()
+    return wall, len(lines) - 1, lines[0]
+
+
+def run_replay(report: Report, dbs: Databases, groups: list[list[bytes]], sizes: list[int],
+               clock: FixedClock) -> None:
+    url = dbs.fresh("replay", backend="postgresql")
+    cores = os.cpu_count() or 1
+    done, events = 0, 0
+    for size in sizes:
+        _log(f"postgresql: replay, importing up to {size} patients")
+        n, _secs = import_groups(url, groups[done:size], clock)
+        done, events = size, events + n
+        _log(f"postgresql: due --at {REPLAY_AT} over {size} patients")
+        wall, items, header = due_replay_cli(url, REPLAY_AT, None)
+        report.add("4 replay", "postgresql",
+                   f"`cno-tracker due --at {REPLAY_AT}`, {size} patients (default: "
+                   f"{cores} cores)",
+                   f"{wall:.1f} s", f"<= {TARGET_REPLAY_S:g} s" if size >= 10_000 else "",
+                   wall <= TARGET_REPLAY_S if size >= 10_000 else None,
+                   f"{events:,} events, {events / wall:,.0f} events/s end to end; "
+                   f"{items} lines; header: {header}")
+    if sizes:
+        _log(f"postgresql: due --at {REPLAY_AT} over {done} patients, one process")
+        wall, items, _header = due_replay_cli(url, REPLAY_AT, 1)
+        report.add("4 replay", "postgresql",
+                   f"`cno-tracker due --at {REPLAY_AT} --workers 1`, {done} patients",
+                   f"{wall:.1f} s", note=f"{events / wall:,.0f} events/s; {items} lines")
+
+
 # ---------------------------------------------------------------------------- profiling
 # (file suffix, function) -> label: cumulative time of the calls that matter
 BUCKETS = (
@@ -506,6 +553,8 @@ class Options:
     profile: bool
     seed: int
     due_at: date | None
+    replay_sizes: list[int]
+    replay_only: bool
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -531,8 +580,15 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--due-at", type=date.fromisoformat, default=None,
                    help="the DATE of section 3 (default: today, the bench clock's date)")
+    p.add_argument("--replay-sizes", default=None,
+                   help="cohort sizes of section 4, comma-separated (default 2000,5000,10000; "
+                        "quick 100,300; empty to skip)")
+    p.add_argument("--replay-only", action="store_true", help="run section 4 alone")
     a = p.parse_args(argv)
     q = a.quick
+    sizes_text = a.replay_sizes if a.replay_sizes is not None else (
+        "100,300" if q else "2000,5000,10000")
+    replay_sizes = sorted(int(x) for x in sizes_text.split(",") if x.strip())
 
     def pick(value: int | None, full: int, quick: int) -> int:
         return value if value is not None else (quick if q else full)
@@ -547,7 +603,8 @@ def parse_args(argv: list[str] | None) -> Options:
         raise SystemExit("--large must be more than --patients (or 0)")
     return Options(backends, a.pg_url, patients, large, pick(a.sqlite_patients, 2000, 150),
                    a.long_events, pick(a.reps, 300, 200), pick(a.due_reps, 30, 20),
-                   pick(a.cli_runs, 5, 2), not a.no_catch_up, a.profile, a.seed, a.due_at)
+                   pick(a.cli_runs, 5, 2), not a.no_catch_up, a.profile, a.seed, a.due_at,
+                   replay_sizes, a.replay_only)
 
 
 def run_backend(backend: str, opts: Options, groups: list[list[bytes]], long: list[bytes],
@@ -613,8 +670,9 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     wall0 = time.perf_counter()
     clock = FixedClock(datetime.now(UTC).replace(microsecond=0))
-    size = max(opts.large, opts.patients,
-               opts.sqlite_patients if "sqlite" in opts.backends else 0)
+    size = max(0 if opts.replay_only else max(
+        opts.large, opts.patients, opts.sqlite_patients if "sqlite" in opts.backends else 0),
+        *opts.replay_sizes, 1)
     _log(f"generating {size} patients (seed {opts.seed}) and a {opts.long_events}-event patient")
     t0 = time.perf_counter()
     groups = cohort(size, opts.seed)
@@ -627,8 +685,10 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cno_bench_proj_"))
     dbs = Databases(opts.pg_url, tmp, prefix="cno_bench_proj")
     try:
-        for backend in opts.backends:
+        for backend in [] if opts.replay_only else opts.backends:
             run_backend(backend, opts, groups, long, dbs, clock, report)
+        if "postgresql" in opts.backends:
+            run_replay(report, dbs, groups, opts.replay_sizes, clock)
     finally:
         dbs.close()
         shutil.rmtree(tmp, ignore_errors=True)
