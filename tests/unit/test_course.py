@@ -356,6 +356,21 @@ def test_silent_activity_uses_symptom_free_since() -> None:
     assert course(log, "2015-02-21").silent_radiological_activity == [d("2015-02-21")]
 
 
+@pytest.mark.parametrize(("on", "silent"), [
+    ("2015-02-20", False),  # symptom_free_since + 1 month: not over a month yet
+    ("2015-02-21", True),   # the day after: silent, though only a day after the quiet visit
+])
+def test_the_silent_stretch_starts_at_symptom_free_since(on: str, silent: bool) -> None:
+    """docs/readings.md: the stretch starts where the absence does (symptom_free_since,
+    clamped), not at the quiet visit that documents it."""
+    log = Log()
+    log.enrol("2015-01-01")
+    log.symptomatic("2015-01-05")
+    log.quiet("2015-02-19", symptom_free_since="2015-01-20")
+    log.imaging(on, lesions=[{"site": "tibia", "active": True}])
+    assert course(log, on).silent_radiological_activity == ([d(on)] if silent else [])
+
+
 def test_imaging_on_a_symptomatic_day_is_not_silent() -> None:
     log = Log()
     log.enrol("2015-01-01")

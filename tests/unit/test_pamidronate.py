@@ -401,3 +401,18 @@ def test_as_json_matches_the_contract() -> None:
         "deviations": [{"event_id": "big", "kind": "dose_above_60_mg",
                         "detail": "dose 64 mg; maximum 60 mg"}],
     }
+
+
+@pytest.mark.parametrize(("visit_hour", "planned"), [
+    (9, 1.0),    # a visit weighed before the last infusion that day: the infusion's 50 kg
+    (11, 0.75),  # weighed after it: the visit's 80 kg (60 mg cap / 80 kg)
+])
+def test_the_latest_weight_is_the_latest_in_clinical_time_visit_or_infusion(
+        visit_hour: int, planned: float) -> None:
+    """docs/readings.md: "latest" is by clinical time across visits and infusions; on one
+    day the later entry wins (a bare-date visit is at local midnight, before any dose)."""
+    facts = with_baseline("2015-01-01", started("2015-01-01", regimen="monthly"),
+                          *induction("2015-01-01", 50.0),
+                          visit("2015-01-03", weight_kg=80.0, hour=visit_hour))
+    exp = run(facts, "2015-01-03")
+    assert exp.planned_mg_per_kg == pytest.approx(planned)
