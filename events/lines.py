@@ -6,16 +6,30 @@ back with its field path (``data.pain``) and a reason."""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
+import orjson
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from events.errors import Problem
 from events.vocabulary import IMPORTABLE_TYPES, EventData
-from events.vocabulary.common import PatientRef, When
+from events.vocabulary.common import PatientRef, When, no_control_characters
 
-ByWho = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s].*$")]
-Key = Annotated[str, Field(min_length=1, max_length=200)]
+
+def _trimmed(value: str) -> str:
+    if value != value.strip():
+        raise ValueError("has leading or trailing whitespace")
+    return value
+
+
+#: who entered a line, and its idempotency key: stored in their own columns, so no
+#: control character (PostgreSQL refuses NUL in text) and no surrounding whitespace
+ByWho = Annotated[str, Field(min_length=1, max_length=128),
+                  AfterValidator(no_control_characters), AfterValidator(_trimmed)]
+Key = Annotated[str, Field(min_length=1, max_length=200),
+                AfterValidator(no_control_characters), AfterValidator(_trimmed)]
 
 
 def _line_model(name: str, data_cls: type[EventData]) -> Any:
@@ -61,12 +75,61 @@ def problems_from(exc: ValidationError, line: int | None, *, prefix: str = "") -
     return out
 
 
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(key)
+
+
+def duplicate_key(raw: bytes | str) -> str | None:
+    """The first key that appears twice in one JSON object of ``raw``, if any.
+
+    Parsers disagree on duplicates (orjson and pydantic keep the last, others the first),
+    so a line with one could mean one patient here and another elsewhere. The fast path:
+    a line that orjson re-encodes byte for byte has no duplicate (every key of the
+    decoded dicts is written once); only other lines (spaces after ``:``, escapes) are
+    parsed again with the standard library's ``object_pairs_hook``. Malformed JSON is
+    left to the validator, which names the error."""
+    body = raw.encode() if isinstance(raw, str) else raw
+    try:
+        if orjson.dumps(orjson.loads(body)) == body.strip():
+            return None
+        json.loads(body, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKey as exc:
+        return exc.key
+    except ValueError:
+        return None
+    return None
+
+
+def _enrolment_order(model: Any, line: int | None) -> list[Problem]:
+    """A child is born on or before the day it is enrolled."""
+    when = model.occurred_at
+    enrolled_on = when.date() if isinstance(when, datetime) else when
+    if model.data.birth_date > enrolled_on:
+        return [Problem(line, "data.birth_date",
+                        f"is after the enrolment date occurred_at ({enrolled_on})")]
+    return []
+
+
 def decode_line(raw: bytes | str, line: int | None = None) -> Any:
     """A validated line model, or :class:`events.errors.InvalidEvent`."""
     from events.errors import InvalidEvent
 
+    key = duplicate_key(raw)
+    if key is not None:
+        raise InvalidEvent([Problem(line, "line", f"duplicate key {key!r} in one JSON object")])
     try:
-        return _ADAPTER.validate_json(raw)
+        model = _ADAPTER.validate_json(raw)
     except ValidationError as exc:
         if any(e["type"] == "json_invalid" for e in exc.errors()):
             reason = next(e["msg"] for e in exc.errors() if e["type"] == "json_invalid")
@@ -75,3 +138,8 @@ def decode_line(raw: bytes | str, line: int | None = None) -> Any:
                for e in exc.errors() if not e["loc"]):
             raise InvalidEvent([Problem(line, "line", "must be a JSON object")]) from None
         raise InvalidEvent(problems_from(exc, line)) from None
+    if model.type == "PatientEnrolled":
+        problems = _enrolment_order(model, line)
+        if problems:
+            raise InvalidEvent(problems)
+    return model
