@@ -350,6 +350,13 @@ class AlertWorker:
                           CronTrigger(hour=self.protocol.digest_hour, minute=0,
                                       timezone=self.protocol.zone),
                           id="digest", name="digest", misfire_grace_time=3600)
+        from tracker.sealing import scheduled_seal  # seals (issue 9 item 5): self-contained
+
+        sealing = scheduled_seal(self.store, self.clock)
+        if sealing is not None:
+            scheduler.add_job(self._guarded("seal", sealing[0]),
+                              IntervalTrigger(minutes=sealing[1], timezone=UTC),
+                              id="seal", name="seal", misfire_grace_time=3600)
         return scheduler
 
     def run_forever(self, *, install_signals: bool = True) -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tracker.errors import ConfigurationError
+from tracker.seals import SealKeys
 
 PLACEHOLDERS = {"changeme", "change-me", "change_me", "secret", "password", "xxx", "todo",
                 "tbd", "fixme", "placeholder", "default", "test", "example", "none", "null",
@@ -82,6 +83,17 @@ class Settings(BaseSettings):
     smtp_sender: str | None = None
     smtp_timeout_seconds: float = 10.0
 
+    # seals (tracker.seals): ID:SECRET signs; former ID:SECRET,… still verify
+    seal_key: SecretStr | None = None
+    seal_keys_former: SecretStr | None = Field(default=None,
+                                               validation_alias="CNO_TRACKER_SEAL_KEYS")
+    seal_interval_minutes: int = Field(default=60, ge=1)
+
+    def seal_keys(self) -> SealKeys:
+        return SealKeys.from_settings(
+            self.seal_key.get_secret_value() if self.seal_key else None,
+            self.seal_keys_former.get_secret_value() if self.seal_keys_former else None)
+
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
@@ -91,6 +103,11 @@ class Settings(BaseSettings):
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"unknown time zone {value!r}") from None
         return value
+
+    @model_validator(mode="after")
+    def _readable_seal_keys(self) -> Settings:
+        self.seal_keys()  # SealFormatError (a ValueError) names the entry, not the secret
+        return self
 
     @model_validator(mode="after")
     def _no_placeholders_in_production(self) -> Settings:

@@ -95,3 +95,15 @@ def test_development_keeps_accepting_test_credentials(env: pytest.MonkeyPatch) -
     env.setenv("CNO_TRACKER_TWILIO_AUTH_TOKEN", "changeme")
     env.setenv("CNO_TRACKER_SMTP_PASSWORD", "a")
     assert load_settings().environment == "development"
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("nokey", "give ID:SECRET"), ("k1:short", "shorter than 16"),
+    ("k1:0123456789abcdef,k2:0123456789abcdef", "holds one"),
+    ("bad id:0123456789abcdef", "give ID:SECRET")])
+def test_an_unreadable_seal_key_refuses_start_up(env: pytest.MonkeyPatch, value: str,
+                                                 reason: str) -> None:
+    env.setenv("CNO_TRACKER_SEAL_KEY", value)
+    with pytest.raises(ConfigurationError, match=reason) as info:
+        load_settings()
+    assert "0123456789abcdef" not in str(info.value)

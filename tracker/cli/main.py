@@ -6,7 +6,7 @@ import click
 
 from alerts.cli import alerts_group, worker_cmd
 from tracker import db
-from tracker.cli.audit import timeline_cmd, verify_cmd
+from tracker.cli.audit import seal_cmd, timeline_cmd, verify_cmd
 from tracker.cli.clinical import due_cmd, explain_cmd, projections_group, status_cmd
 from tracker.cli.common import State, handles_errors, pass_state
 from tracker.cli.failures import FailSafeGroup
@@ -50,7 +50,7 @@ def db_upgrade(state: State) -> None:
 
 for command in (import_cmd, record_cmd, visit_cmd, lab_cmd, infusion_cmd, timeline_cmd,
                 verify_cmd, status_cmd, explain_cmd, due_cmd, projections_group, generate_cmd,
-                worker_cmd, alerts_group, chart_cmd, cohort_report_cmd):
+                worker_cmd, alerts_group, chart_cmd, cohort_report_cmd, seal_cmd):
     cli.add_command(command)
 
 
