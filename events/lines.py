@@ -7,6 +7,7 @@ back with its field path (``data.pain``) and a reason."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
@@ -90,19 +91,37 @@ class _DuplicateKey(ValueError):
         super().__init__(key)
 
 
+def _pairs(body: bytes) -> int:
+    """The key-value pairs of a JSON text without backslashes: every ``"`` delimits a
+    string, so each ``"`` followed by optional whitespace and ``:`` ends a key."""
+    if b"\t" in body or b"\r" in body or b"\n" in body or b"  :" in body:
+        return len(_KEY_END.findall(body))
+    return body.count(b'":') + body.count(b'" :')
+
+
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')
+
+
 def duplicate_key(raw: bytes | str) -> str | None:
     """The first key that appears twice in one JSON object of ``raw``, if any.
 
     Parsers disagree on duplicates (orjson and pydantic keep the last, others the first),
-    so a line with one could mean one patient here and another elsewhere. The fast path:
-    a line that orjson re-encodes byte for byte has no duplicate (every key of the
-    decoded dicts is written once); only other lines (spaces after ``:``, escapes) are
-    parsed again with the standard library's ``object_pairs_hook``. Malformed JSON is
-    left to the validator, which names the error."""
-    body = raw.encode() if isinstance(raw, str) else raw
+    so a line with one could mean one patient here and another elsewhere. Fast paths: a
+    line that orjson re-encodes byte for byte has no duplicate (every key of the decoded
+    objects is written once), nor has a line without backslashes whose key count equals
+    the re-encoding's (a dropped duplicate would leave the line with one key more). Other
+    lines (escapes, or a count that differs) are parsed again with the standard library's
+    ``object_pairs_hook``, which names the key. Malformed JSON is left to the validator,
+    which names the error."""
+    body = (raw.encode() if isinstance(raw, str) else raw).strip()
     try:
-        if orjson.dumps(orjson.loads(body)) == body.strip():
-            return None
+        again = orjson.dumps(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        again = None  # e.g. an integer beyond 64 bits: the exact check decides
+    if again is not None and (again == body or (
+            b"\\" not in body and again.count(b'":') == _pairs(body))):
+        return None
+    try:
         json.loads(body, object_pairs_hook=_refuse_duplicates)
     except _DuplicateKey as exc:
         return exc.key

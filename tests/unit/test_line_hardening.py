@@ -112,10 +112,22 @@ def test_a_key_twice_in_one_object_is_refused(raw: bytes) -> None:
     assert field == "line" and "duplicate key" in reason
 
 
+@pytest.mark.parametrize(("raw", "key"), [
+    (b'{"a": 1, "a" :2}', "a"), (b'{"a":1,"a"\t:2}', "a"), (b'{"a":1, "a"  :  2}', "a"),
+    (b'{"a": "x:y", "b": {"c": 1, "c": 2}}', "c"), (b'{"a":"x","a":"y:"}', "a"),
+    (b'{"k\\"":1,"k\\"":2}', 'k"'), (b'{"a":1,"\\u0061":2}', "a"),
+    (b'{"n": 123456789012345678901234567890, "n": 1}', "n"),
+])
+def test_every_way_of_writing_a_duplicate_is_found(raw: bytes, key: str) -> None:
+    assert duplicate_key(raw) == key
+
+
 def test_compact_and_spaced_lines_without_duplicates_pass_both_paths() -> None:
     assert duplicate_key(orjson.dumps(ENROL)) is None
     assert duplicate_key(json.dumps(ENROL).encode()) is None
     assert duplicate_key(b'{"a": 1, "b": {"a": 2}}') is None  # the same key in two objects
+    assert duplicate_key(b'{"a": "x\\"y:", "b": 1}') is None  # escapes: the exact path
+    assert duplicate_key(b'{"a":\t1,\n"b"  :  "c : d"}') is None
 
 
 def test_malformed_json_is_still_named_as_such() -> None:
