@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
@@ -16,7 +15,6 @@ from events.store.engine import make_engine
 from tracker import db
 from tracker.clock import Clock, SystemClock
 from tracker.errors import ConfigurationError
-from tracker.files import touch_private
 from tracker.protocol import Protocol, load_protocol
 from tracker.settings import Settings
 
@@ -33,28 +31,6 @@ def unreachable(url: str, exc: OperationalError) -> str:
     reason = next((line.strip() for line in str(exc.orig).splitlines() if line.strip()),
                   type(exc.orig).__name__)
     return f"cannot use the database {masked(url)}: {reason}"
-
-
-def prepare_sqlite_file(url: str) -> None:
-    """A SQLite database file is created 0600 (its WAL and SHM follow its mode); a
-    missing folder is a configuration error, not a traceback."""
-    try:
-        u = make_url(url)
-    except ArgumentError:
-        raise ConfigurationError(
-            f"CNO_TRACKER_DATABASE_URL is not a database URL: {masked(url)}") from None
-    if not u.drivername.startswith("sqlite") or not u.database or u.database == ":memory:" \
-            or u.database.startswith("file:"):
-        return
-    path = Path(u.database)
-    if not path.parent.is_dir():
-        raise ConfigurationError(
-            f"cannot use the SQLite database {path}: its folder {path.parent} does not exist")
-    try:
-        touch_private(path)
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot create the SQLite database {path}: {exc.strerror}") from None
 
 
 @dataclass
@@ -79,7 +55,7 @@ def bootstrap(settings: Settings, *, clock: Clock | None = None,
     proto = protocol or load_protocol(settings.protocol_file)
     if settings.timezone:
         proto = proto.model_copy(update={"timezone": settings.timezone})
-    prepare_sqlite_file(settings.database_url)
+    db.prepare_sqlite_file(settings.database_url)
     engine = make_engine(settings.database_url)
     is_sqlite = engine.dialect.name == "sqlite"
     try:

@@ -54,6 +54,14 @@ def test_a_new_sqlite_database_and_its_wal_and_shm_are_owner_only(tmp_path: Path
         app.close()
 
 
+def test_db_upgrade_creates_a_new_sqlite_database_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "release.db"
+    result = CliRunner().invoke(cli, ["db", "upgrade"],
+                                env={"CNO_TRACKER_DATABASE_URL": f"sqlite:///{path}"})
+    assert result.exit_code == 0, result.output
+    assert mode(path) == 0o600
+
+
 def test_an_existing_database_keeps_the_mode_its_owner_gave_it(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
     path.touch(mode=0o640)
