@@ -191,3 +191,20 @@ def test_losing_the_database_mid_command_is_configuration(
         "CNO_TRACKER_DATABASE_URL": db_url,
         "CNO_TRACKER_ERROR_LOG": str(tmp_path / "errors.log")})
     assert "server closed the connection" in assert_refused(result, 5)
+
+
+@pytest.mark.parametrize("args", [("status",), ("timeline",), ("explain", "remission_since"),
+                                  ("chart", "-o", "c.png")])
+@pytest.mark.parametrize("ref", ["P0007\n", " P0007", "P00\x0007"])
+def test_a_reference_with_surrounding_or_control_characters_is_bad_input(
+        db_url: str, args: tuple[str, ...], ref: str) -> None:
+    command, *rest = args
+    result = CliRunner().invoke(cli, [command, ref, *rest],
+                                env={"CNO_TRACKER_DATABASE_URL": db_url})
+    assert "is not a patient reference" in assert_refused(result, 2)
+
+
+def test_a_well_formed_unknown_reference_is_still_not_found(db_url: str) -> None:
+    result = CliRunner().invoke(cli, ["timeline", "P9999"],
+                                env={"CNO_TRACKER_DATABASE_URL": db_url})
+    assert_refused(result, 4)

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from tracker.cli.common import State, emit_json, handles_errors, parse_instant, pass_state
+from tracker.cli.common import (
+    State,
+    check_ref,
+    emit_json,
+    handles_errors,
+    parse_instant,
+    pass_state,
+)
 from tracker.errors import ConfigurationError, NotFound
 from tracker.sealing import check_seal, latest_seal, make_seal, missing_protections
 from tracker.seals import Seal, SealFormatError, SealKeys, parse_seal
@@ -14,7 +21,7 @@ from tracker.timeline import describe, timeline
 
 
 @click.command("timeline")
-@click.argument("patient")
+@click.argument("patient", callback=check_ref)
 @click.option("--json", "as_json", is_flag=True, help="the interchange JSON")
 @click.option("--known-at", default=None,
               help="only what was recorded by then (datetime with offset, or a local date)")

@@ -13,7 +13,7 @@ import click
 import orjson
 
 from events.errors import ConcurrencyConflict, EventError, InvalidEvent
-from events.vocabulary.common import CONTROL_RE, EARLIEST, LATEST
+from events.vocabulary.common import CONTROL_RE, EARLIEST, LATEST, PATIENT_RE
 from tracker.bootstrap import App, bootstrap
 from tracker.errors import ImportRefused, TrackerError
 from tracker.settings import load_settings
@@ -108,6 +108,16 @@ def _in_calendar(day: date, param: str) -> None:
     if not EARLIEST <= day <= LATEST:
         raise click.BadParameter(f"{day} is outside the clinical calendar "
                                  f"({EARLIEST} to {LATEST})", param_hint=param)
+
+
+def check_ref(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """A PATIENT argument of the contract's shape, wholly: ``"P0001\\n"`` is bad input,
+    not an unknown patient (a well-formed unknown reference stays "not found")."""
+    if PATIENT_RE.fullmatch(value) is None:
+        raise click.BadParameter(
+            f"{value!r} is not a patient reference (letters, digits, '.', '_', '-'; no "
+            "spaces or control characters)")
+    return value
 
 
 def check_by(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
