@@ -59,7 +59,6 @@ def prepare_sqlite_file(url: str) -> None:
             f"cannot create the SQLite database {path}: {exc.strerror}") from None
 
 
-
 def is_current(engine: Engine, url: str) -> bool:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory

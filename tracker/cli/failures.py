@@ -10,7 +10,6 @@ hidden from every message and traceback: they may hold a patient's data."""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import traceback
@@ -27,7 +26,6 @@ from tracker.errors import TrackerError
 from tracker.files import private_file
 
 EXIT_SOFTWARE = 70
-log = logging.getLogger("cno_tracker.cli")
 
 
 def error_log_path() -> Path:
