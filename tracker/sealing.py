@@ -109,6 +109,26 @@ def make_seal(store: EventStore, keys: SealKeys, clock: Clock) -> tuple[int, Sea
     return int(seal_id), seal
 
 
+class LogNoLongerSealed(Exception):
+    """The log lost or changed events since the latest seal: sealing now would bless it."""
+
+    def __init__(self, seal_id: int, problems: list[str]) -> None:
+        self.seal_id, self.problems = seal_id, problems
+        super().__init__(f"the log no longer matches seal #{seal_id}: " + "; ".join(problems))
+
+
+def seal_log(store: EventStore, keys: SealKeys, clock: Clock) -> tuple[int, Seal]:
+    """Check the log against the latest seal, then seal it. A rewrite since the latest
+    seal raises :class:`LogNoLongerSealed` instead of being signed by the next seal (an
+    unreadable latest seal raises :class:`tracker.seals.SealFormatError`)."""
+    found = latest_seal(store)
+    if found is not None:
+        problems = check_seal(store, found[1], keys).problems
+        if problems:
+            raise LogNoLongerSealed(found[0], problems)
+    return make_seal(store, keys, clock)
+
+
 def latest_seal(store: EventStore) -> tuple[int, Seal] | None:
     with store.engine.connect() as conn:
         row = conn.execute(select(seals.c.seal_id, seals.c.document)
@@ -191,7 +211,7 @@ def scheduled_seal(store: EventStore, clock: Clock) -> tuple[Callable[[], Any], 
     """The worker's seal job and its interval in minutes, or None without a signing key.
 
     The job seals only when the log moved since the latest seal (an idle night adds no
-    seals)."""
+    seals), and never over a log that no longer matches it (:func:`seal_log`)."""
     from tracker.settings import load_settings
 
     settings = load_settings()
@@ -208,6 +228,6 @@ def scheduled_seal(store: EventStore, clock: Clock) -> tuple[Callable[[], Any], 
             state = previous[1].state
             if (int(count), int(position or 0)) == (state.event_count, state.last_position):
                 return None
-        return make_seal(store, keys, clock)[0]
+        return seal_log(store, keys, clock)[0]
 
     return job, settings.seal_interval_minutes

@@ -24,7 +24,7 @@ from tests.support.events import enrol, visit
 from tracker.cli.main import cli
 from tracker.clock import FixedClock
 from tracker.sealing import SQLITE_TRIGGERS as SEAL_TRIGGERS
-from tracker.sealing import latest_seal, make_seal, scheduled_seal, seals
+from tracker.sealing import LogNoLongerSealed, latest_seal, make_seal, scheduled_seal, seals
 from tracker.seals import SealKeys
 
 K1 = "k1:0123456789abcdef-first"
@@ -145,6 +145,20 @@ def test_a_new_seal_is_refused_over_a_log_that_no_longer_matches(sealed: Cli,
     out = sealed("seal", code=6).output
     assert "not sealing over it" in out
     assert latest_seal(store) is not None and latest_seal(store)[0] == 1  # type: ignore[index]
+
+
+def test_the_worker_job_does_not_seal_over_a_rewrite_either(
+        sealed: Cli, store: EventStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    monkeypatch.setenv("CNO_TRACKER_SEAL_KEY", K1)
+    job = scheduled_seal(store, FixedClock(datetime(2026, 12, 1, tzinfo=UTC)))
+    assert job is not None
+    superuser(store, "DELETE FROM events WHERE stream = 'P0002'")
+    store.append("P0003", 0, [enrol()])  # the log moved: the job wants to seal
+    with pytest.raises(LogNoLongerSealed, match="P0002"):
+        job[0]()
+    assert latest_seal(store)[0] == 1  # type: ignore[index]
 
 
 def test_a_forged_seal_is_found(sealed: Cli, store: EventStore) -> None:

@@ -15,7 +15,13 @@ from tracker.cli.common import (
     pass_state,
 )
 from tracker.errors import ConfigurationError, NotFound
-from tracker.sealing import check_seal, latest_seal, make_seal, missing_protections
+from tracker.sealing import (
+    LogNoLongerSealed,
+    check_seal,
+    latest_seal,
+    missing_protections,
+    seal_log,
+)
 from tracker.seals import Seal, SealFormatError, SealKeys, parse_seal
 from tracker.timeline import describe, timeline
 
@@ -121,14 +127,14 @@ def seal_cmd(state: State, output: Path | None) -> None:
     if output is not None and output.exists():
         raise click.BadParameter(f"{output} exists: a seal never overwrites another",
                                  param_hint="--output")
-    sealed, _unchecked = _seal_findings(state, None)
-    if sealed:
-        for line in sealed:
+    try:
+        seal_id, seal = seal_log(app.store, keys, app.clock)
+    except (LogNoLongerSealed, SealFormatError) as exc:
+        for line in getattr(exc, "problems", [str(exc)]):
             click.echo(f"TAMPERED {line}", err=True)
         click.echo("error: the log no longer matches the latest seal; not sealing over it "
                    "(run `cno-tracker verify`)", err=True)
-        raise SystemExit(TAMPERING)
-    seal_id, seal = make_seal(app.store, keys, app.clock)
+        raise SystemExit(TAMPERING) from None
     if output is not None:
         with output.open("xb") as fh:
             fh.write(seal.to_json() + b"\n")
