@@ -47,6 +47,7 @@ from alerts.rules import DueRow, plan, send_not_before
 from events.store import EventStore
 from tracker.clock import Clock
 from tracker.errors import ConfigurationError
+from tracker.files import private_file
 from tracker.protocol import Protocol
 from tracker.readmodel import CatchUpReport, StatusProjector, due_items, patient_status
 
@@ -83,7 +84,7 @@ class SingleWorkerLock:
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
-        handle = self.path.open("a+", encoding="utf-8")
+        handle = private_file(self.path, "a+")  # 0600
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -349,6 +350,13 @@ class AlertWorker:
                           CronTrigger(hour=self.protocol.digest_hour, minute=0,
                                       timezone=self.protocol.zone),
                           id="digest", name="digest", misfire_grace_time=3600)
+        from tracker.sealing import scheduled_seal  # seals (issue 9 item 5): self-contained
+
+        sealing = scheduled_seal(self.store, self.clock)
+        if sealing is not None:
+            scheduler.add_job(self._guarded("seal", sealing[0]),
+                              IntervalTrigger(minutes=sealing[1], timezone=UTC),
+                              id="seal", name="seal", misfire_grace_time=3600)
         return scheduler
 
     def run_forever(self, *, install_signals: bool = True) -> None:

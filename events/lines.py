@@ -6,16 +6,31 @@ back with its field path (``data.pain``) and a reason."""
 
 from __future__ import annotations
 
+import json
+import re
+from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
+import orjson
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from events.errors import Problem
 from events.vocabulary import IMPORTABLE_TYPES, EventData
-from events.vocabulary.common import PatientRef, When
+from events.vocabulary.common import PatientRef, When, no_control_characters
 
-ByWho = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s].*$")]
-Key = Annotated[str, Field(min_length=1, max_length=200)]
+
+def _trimmed(value: str) -> str:
+    if value != value.strip():
+        raise ValueError("has leading or trailing whitespace")
+    return value
+
+
+#: who entered a line, and its idempotency key: stored in their own columns, so no
+#: control character (PostgreSQL refuses NUL in text) and no surrounding whitespace
+ByWho = Annotated[str, Field(min_length=1, max_length=128),
+                  AfterValidator(no_control_characters), AfterValidator(_trimmed)]
+Key = Annotated[str, Field(min_length=1, max_length=200),
+                AfterValidator(no_control_characters), AfterValidator(_trimmed)]
 
 
 def _line_model(name: str, data_cls: type[EventData]) -> Any:
@@ -61,12 +76,79 @@ def problems_from(exc: ValidationError, line: int | None, *, prefix: str = "") -
     return out
 
 
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(key)
+
+
+def _pairs(body: bytes) -> int:
+    """The key-value pairs of a JSON text without backslashes: every ``"`` delimits a
+    string, so each ``"`` followed by optional whitespace and ``:`` ends a key."""
+    if b"\t" in body or b"\r" in body or b"\n" in body or b"  :" in body:
+        return len(_KEY_END.findall(body))
+    return body.count(b'":') + body.count(b'" :')
+
+
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')
+
+
+def duplicate_key(raw: bytes | str) -> str | None:
+    """The first key that appears twice in one JSON object of ``raw``, if any.
+
+    Parsers disagree on duplicates (orjson and pydantic keep the last, others the first),
+    so a line with one could mean one patient here and another elsewhere. Fast paths: a
+    line that orjson re-encodes byte for byte has no duplicate (every key of the decoded
+    objects is written once), nor has a line without backslashes whose key count equals
+    the re-encoding's (a dropped duplicate would leave the line with one key more). Other
+    lines (escapes, or a count that differs) are parsed again with the standard library's
+    ``object_pairs_hook``, which names the key. Malformed JSON is left to the validator,
+    which names the error."""
+    body = (raw.encode() if isinstance(raw, str) else raw).strip()
+    try:
+        again = orjson.dumps(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        again = None  # e.g. an integer beyond 64 bits: the exact check decides
+    if again is not None and (again == body or (
+            b"\\" not in body and again.count(b'":') == _pairs(body))):
+        return None
+    try:
+        json.loads(body, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKey as exc:
+        return exc.key
+    except ValueError:
+        return None
+    return None
+
+
+def _enrolment_order(model: Any, line: int | None) -> list[Problem]:
+    """A child is born on or before the day it is enrolled."""
+    when = model.occurred_at
+    enrolled_on = when.date() if isinstance(when, datetime) else when
+    if model.data.birth_date > enrolled_on:
+        return [Problem(line, "data.birth_date",
+                        f"is after the enrolment date occurred_at ({enrolled_on})")]
+    return []
+
+
 def decode_line(raw: bytes | str, line: int | None = None) -> Any:
     """A validated line model, or :class:`events.errors.InvalidEvent`."""
     from events.errors import InvalidEvent
 
+    key = duplicate_key(raw)
+    if key is not None:
+        raise InvalidEvent([Problem(line, "line", f"duplicate key {key!r} in one JSON object")])
     try:
-        return _ADAPTER.validate_json(raw)
+        model = _ADAPTER.validate_json(raw)
     except ValidationError as exc:
         if any(e["type"] == "json_invalid" for e in exc.errors()):
             reason = next(e["msg"] for e in exc.errors() if e["type"] == "json_invalid")
@@ -75,3 +157,8 @@ def decode_line(raw: bytes | str, line: int | None = None) -> Any:
                for e in exc.errors() if not e["loc"]):
             raise InvalidEvent([Problem(line, "line", "must be a JSON object")]) from None
         raise InvalidEvent(problems_from(exc, line)) from None
+    if model.type == "PatientEnrolled":
+        problems = _enrolment_order(model, line)
+        if problems:
+            raise InvalidEvent(problems)
+    return model

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from events.store import EventStore
 from events.store.engine import make_engine
@@ -15,6 +17,20 @@ from tracker.clock import Clock, SystemClock
 from tracker.errors import ConfigurationError
 from tracker.protocol import Protocol, load_protocol
 from tracker.settings import Settings
+
+
+def masked(url: str) -> str:
+    """A database URL fit to print: the password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def unreachable(url: str, exc: OperationalError) -> str:
+    reason = next((line.strip() for line in str(exc.orig).splitlines() if line.strip()),
+                  type(exc.orig).__name__)
+    return f"cannot use the database {masked(url)}: {reason}"
 
 
 @dataclass
@@ -39,13 +55,20 @@ def bootstrap(settings: Settings, *, clock: Clock | None = None,
     proto = protocol or load_protocol(settings.protocol_file)
     if settings.timezone:
         proto = proto.model_copy(update={"timezone": settings.timezone})
+    db.prepare_sqlite_file(settings.database_url)
     engine = make_engine(settings.database_url)
     is_sqlite = engine.dialect.name == "sqlite"
-    if migrate or (migrate is None and is_sqlite):
-        if not db.is_current(engine, settings.database_url):
-            db.upgrade(settings.database_url)
-    elif migrate is None and not db.is_current(engine, settings.database_url):
+    try:
+        if migrate or (migrate is None and is_sqlite):
+            if not db.is_current(engine, settings.database_url):
+                db.upgrade(settings.database_url)
+        elif migrate is None and not db.is_current(engine, settings.database_url):
+            raise ConfigurationError(
+                "the database schema is not up to date: run `cno-tracker db upgrade`")
+    except OperationalError as exc:
         engine.dispose()
-        raise ConfigurationError(
-            "the database schema is not up to date: run `cno-tracker db upgrade`")
+        raise ConfigurationError(unreachable(settings.database_url, exc)) from None
+    except ConfigurationError:
+        engine.dispose()
+        raise
     return App(settings=settings, protocol=proto, clock=clock or SystemClock(), engine=engine)

@@ -1,4 +1,7 @@
-"""Migrations run from the application: ``cno-tracker db upgrade`` and first use of SQLite."""
+"""Migrations run from the application: ``cno-tracker db upgrade`` and first use of SQLite.
+
+A new SQLite database file is created 0600 before anything opens it (its WAL and SHM then
+take the same mode); a missing folder is a configuration error."""
 
 from __future__ import annotations
 
@@ -6,6 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from tracker.errors import ConfigurationError
+from tracker.files import touch_private
 
 if TYPE_CHECKING:  # Alembic loads only when a schema is checked or migrated
     from alembic.config import Config
@@ -25,7 +33,30 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
+    prepare_sqlite_file(url)
     command.upgrade(alembic_config(url), revision)
+
+
+def prepare_sqlite_file(url: str) -> None:
+    """A SQLite database file is created 0600 (its WAL and SHM follow its mode); a
+    missing folder is a configuration error, not a traceback."""
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(
+            "CNO_TRACKER_DATABASE_URL is not a database URL") from None
+    if not u.drivername.startswith("sqlite") or not u.database or u.database == ":memory:" \
+            or u.database.startswith("file:"):
+        return
+    path = Path(u.database)
+    if not path.parent.is_dir():
+        raise ConfigurationError(
+            f"cannot use the SQLite database {path}: its folder {path.parent} does not exist")
+    try:
+        touch_private(path)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot create the SQLite database {path}: {exc.strerror}") from None
 
 
 def is_current(engine: Engine, url: str) -> bool:

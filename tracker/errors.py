@@ -7,7 +7,9 @@ TrackerError
 └── CommandRefused        a command that breaks a rule (e.g. voiding another patient's event)
 
 The CLI translates each into one message a person can act on and a non-zero exit:
-2 for bad input, 3 for a concurrency conflict, 4 for not found, 5 for configuration."""
+2 for bad input, 3 for a concurrency conflict, 4 for not found, 5 for configuration
+(6 is ``verify`` finding tampering; anything unexpected is 70 with an error id, see
+``tracker.cli.failures``)."""
 
 from __future__ import annotations
 

@@ -3,16 +3,61 @@ and passed down. Secrets are ``SecretStr``: they never print, log or appear in a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tracker.errors import ConfigurationError
+from tracker.seals import SealKeys
 
-PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "xxx", "todo", ""}
+PLACEHOLDERS = {"changeme", "change-me", "change_me", "secret", "password", "xxx", "todo",
+                "tbd", "fixme", "placeholder", "default", "test", "example", "none", "null",
+                "your-token", "your_token", "token", "...", "…", ""}
+#: Twilio's identifier shapes: an account SID, an auth token, a Messaging Service SID
+TWILIO_ACCOUNT_SID_RE = re.compile(r"AC[0-9a-f]{32}")
+TWILIO_AUTH_TOKEN_RE = re.compile(r"[0-9a-f]{32}")
+TWILIO_MESSAGING_SERVICE_RE = re.compile(r"MG[0-9a-f]{32}")
+E164_RE = re.compile(r"\+[1-9][0-9]{1,14}")
+SMTP_PASSWORD_MIN = 8
+
+
+def is_placeholder(value: str) -> bool:
+    """``" ChangeMe "`` is ``changeme``: placeholders are compared trimmed and case-folded."""
+    return value.strip().casefold() in PLACEHOLDERS
+
+
+def weak_secrets(settings: Settings) -> list[str]:
+    """Why production refuses these settings' secrets (empty when it does not). The
+    reasons name the variable and the rule, never the value."""
+    out: list[str] = []
+    for name in ("twilio_account_sid", "twilio_auth_token", "twilio_from_number",
+                 "smtp_username", "smtp_password"):
+        value = getattr(settings, name)
+        plain = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if plain is not None and is_placeholder(plain):
+            out.append(f"CNO_TRACKER_{name.upper()} is a placeholder")
+    sid, token = settings.twilio_account_sid, settings.twilio_auth_token
+    if sid is not None and not is_placeholder(sid) and not TWILIO_ACCOUNT_SID_RE.fullmatch(sid):
+        out.append("CNO_TRACKER_TWILIO_ACCOUNT_SID is not a Twilio account SID "
+                   "('AC' and 32 hexadecimal digits)")
+    if token is not None and not is_placeholder(token.get_secret_value()) \
+            and not TWILIO_AUTH_TOKEN_RE.fullmatch(token.get_secret_value()):
+        out.append("CNO_TRACKER_TWILIO_AUTH_TOKEN is not a Twilio auth token "
+                   "(32 hexadecimal digits)")
+    sender = settings.twilio_from_number
+    if sender is not None and not is_placeholder(sender) and not (
+            E164_RE.fullmatch(sender) or TWILIO_MESSAGING_SERVICE_RE.fullmatch(sender)):
+        out.append("CNO_TRACKER_TWILIO_FROM_NUMBER is neither an E.164 number nor a "
+                   "Messaging Service SID ('MG' and 32 hexadecimal digits)")
+    password = settings.smtp_password
+    if password is not None and not is_placeholder(password.get_secret_value()) \
+            and len(password.get_secret_value()) < SMTP_PASSWORD_MIN:
+        out.append(f"CNO_TRACKER_SMTP_PASSWORD is shorter than {SMTP_PASSWORD_MIN} characters")
+    return out
 
 
 class Settings(BaseSettings):
@@ -38,6 +83,17 @@ class Settings(BaseSettings):
     smtp_sender: str | None = None
     smtp_timeout_seconds: float = 10.0
 
+    # seals (tracker.seals): ID:SECRET signs; former ID:SECRET,… still verify
+    seal_key: SecretStr | None = None
+    seal_keys_former: SecretStr | None = Field(default=None,
+                                               validation_alias="CNO_TRACKER_SEAL_KEYS")
+    seal_interval_minutes: int = Field(default=60, ge=1)
+
+    def seal_keys(self) -> SealKeys:
+        return SealKeys.from_settings(
+            self.seal_key.get_secret_value() if self.seal_key else None,
+            self.seal_keys_former.get_secret_value() if self.seal_keys_former else None)
+
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
@@ -49,14 +105,18 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _readable_seal_keys(self) -> Settings:
+        self.seal_keys()  # SealFormatError (a ValueError) names the entry, not the secret
+        return self
+
+    @model_validator(mode="after")
     def _no_placeholders_in_production(self) -> Settings:
         if self.environment == "production":
             if self.database_url.startswith("sqlite"):
                 raise ValueError("production needs a PostgreSQL CNO_TRACKER_DATABASE_URL")
-            for name in ("twilio_auth_token", "smtp_password"):
-                secret = getattr(self, name)
-                if secret is not None and secret.get_secret_value().lower() in PLACEHOLDERS:
-                    raise ValueError(f"CNO_TRACKER_{name.upper()} is a placeholder")
+            reasons = weak_secrets(self)
+            if reasons:
+                raise ValueError("; ".join(reasons))
         return self
 
 
@@ -65,6 +125,7 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         reasons = "; ".join(
-            f"CNO_TRACKER_{'.'.join(str(x) for x in e['loc']).upper() or 'SETTINGS'}: {e['msg']}"
+            (f"CNO_TRACKER_{'.'.join(str(x) for x in e['loc']).upper()}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
             for e in exc.errors())
         raise ConfigurationError(f"invalid settings: {reasons}") from None

@@ -18,6 +18,7 @@ from typing import TextIO
 
 from alerts.channels.base import DeliveryReceipt, Message, Recipient
 from alerts.errors import TransientDeliveryError
+from tracker.files import private_file
 
 
 class ConsoleChannel:
@@ -70,8 +71,7 @@ class FileChannel:
         }
         line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as handle:
+            with private_file(self.path) as handle:  # 0600, folders 0700
                 handle.write(line)
         except OSError as exc:
             raise TransientDeliveryError(

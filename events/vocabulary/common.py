@@ -6,9 +6,20 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-PATIENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: every pattern here is applied with ``fullmatch``: ``$`` alone would also match before a
+#: final newline, and ``"P0001\n"`` would become a second patient printed like ``P0001``
+PATIENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+IDENTIFIER_RE = re.compile(r"[A-Za-z0-9._:-]+")
+LOINC_RE = re.compile(r"[0-9]{1,7}-[0-9]")
+#: Unicode control characters (C0, DEL, C1): never part of a name, key or note
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+#: the clinical calendar: nothing clinical happened before 1900, and the upper bound keeps
+#: every instant convertible to any offset and time zone (no overflow at year 9999)
+EARLIEST = date(1900, 1, 1)
+LATEST = date(2199, 12, 31)
 
 
 def check_patient_ref(value: str) -> str:
@@ -17,7 +28,7 @@ def check_patient_ref(value: str) -> str:
     References made only of letters (``maria.lopez``, ``Garcia``) have the shape of a
     name; a pseudonymous reference from a registry always carries a number.
     """
-    if not isinstance(value, str) or not PATIENT_RE.match(value):
+    if not isinstance(value, str) or not PATIENT_RE.fullmatch(value):
         raise ValueError(
             "must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ (letters, digits, '.', '_', '-')")
     if not any(c.isdigit() for c in value):
@@ -29,8 +40,35 @@ def check_patient_ref(value: str) -> str:
 PatientRef = Annotated[str, BeforeValidator(check_patient_ref)]
 
 
+def matching(regex: re.Pattern[str], shape: str) -> AfterValidator:
+    """A validator refusing any value that is not *wholly* of ``regex``'s shape."""
+    def check(value: str) -> str:
+        if regex.fullmatch(value) is None:
+            raise ValueError(f"must be {shape}")
+        return value
+    return AfterValidator(check)
+
+
+def no_control_characters(value: str) -> str:
+    if CONTROL_RE.search(value):
+        raise ValueError("contains a control character (e.g. NUL or a line break)")
+    return value
+
+
+def no_null(value: str) -> str:
+    """Free text may hold line breaks and tabs, never NUL (PostgreSQL text refuses it)."""
+    if "\x00" in value:
+        raise ValueError("contains a NUL character")
+    return value
+
+
+def _in_calendar(day: date) -> None:
+    if not EARLIEST <= day <= LATEST:
+        raise ValueError(f"must be between {EARLIEST} and {LATEST}")
+
+
 #: a local clinical date, ISO 8601 (strict JSON parsing: YYYY-MM-DD, checked natively)
-ClinicalDate = date
+ClinicalDate = Annotated[date, Field(ge=EARLIEST, le=LATEST)]
 
 
 def parse_when(value: Any) -> date | datetime:
@@ -38,15 +76,20 @@ def parse_when(value: Any) -> date | datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("a datetime needs a UTC offset (e.g. 2015-03-02T09:30:00+01:00)")
+        _in_calendar(value.date())
         return value
     if isinstance(value, date):
+        _in_calendar(value)
         return value
     if isinstance(value, str):
         if len(value) == 10:
             try:
-                return date.fromisoformat(value)
+                day = date.fromisoformat(value)
             except ValueError:
                 pass
+            else:
+                _in_calendar(day)
+                return day
         else:
             try:
                 parsed = datetime.fromisoformat(value)
@@ -56,6 +99,7 @@ def parse_when(value: Any) -> date | datetime:
                 if parsed.tzinfo is None:
                     raise ValueError(
                         "a datetime needs a UTC offset (e.g. 2015-03-02T09:30:00+01:00)")
+                _in_calendar(parsed.date())
                 return parsed
     raise ValueError("must be an ISO 8601 date (2015-03-02) or datetime with offset")
 
@@ -73,8 +117,10 @@ Drug = Literal[
     "paracetamol", "other",
 ]
 
-Text = Annotated[str, Field(min_length=1, max_length=500)]
-Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+Text = Annotated[str, Field(min_length=1, max_length=500),
+                 AfterValidator(no_null)]
+Identifier = Annotated[str, Field(min_length=1, max_length=64),
+                       matching(IDENTIFIER_RE, "letters, digits, '.', '_', ':' or '-'")]
 
 
 Number = Annotated[float, Field(allow_inf_nan=False)]

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from events.vocabulary.common import EventData, Number, trusted
+from events.vocabulary.common import LOINC_RE, EventData, Number, matching, trusted
 
 Analyte = Literal[
     "crp", "esr", "leukocytes", "haemoglobin", "platelets", "calcium", "ionized_calcium",
@@ -68,7 +68,8 @@ class LabResultRecorded(EventData):
     analyte: Analyte
     unit: str
     value: Number
-    loinc: Annotated[str, Field(max_length=16, pattern=r"^[0-9]{1,7}-[0-9]$")] | None = None
+    loinc: Annotated[str, Field(max_length=16),
+                     matching(LOINC_RE, "a LOINC code (e.g. 1988-5)")] | None = None
     #: filled in when recorded; a stored payload keeps the conversion that applied then
     canonical_value: float | None = Field(None, validate_default=True)
     canonical_unit: str | None = Field(None, validate_default=True)

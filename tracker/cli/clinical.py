@@ -10,6 +10,7 @@ import click
 
 from tracker.cli.common import (
     State,
+    check_ref,
     emit_json,
     handles_errors,
     parse_date,
@@ -73,7 +74,7 @@ def _summary(status: dict[str, Any]) -> list[str]:
 
 
 @click.command("status")
-@click.argument("patient")
+@click.argument("patient", callback=check_ref)
 @click.option("--at", default=None, help="clinical date to evaluate (default today)")
 @click.option("--known-at", default=None,
               help="only what was recorded by then: datetime with offset, or a local date")
@@ -91,7 +92,7 @@ def status_cmd(state: State, patient: str, at: str | None, known_at: str | None,
 
 
 @click.command("explain")
-@click.argument("patient")
+@click.argument("patient", callback=check_ref)
 @click.argument("item", required=False)
 @click.option("--at", default=None)
 @click.option("--known-at", default=None)

@@ -13,6 +13,7 @@ import click
 import orjson
 
 from events.errors import ConcurrencyConflict, EventError, InvalidEvent
+from events.vocabulary.common import CONTROL_RE, EARLIEST, LATEST, PATIENT_RE
 from tracker.bootstrap import App, bootstrap
 from tracker.errors import ImportRefused, TrackerError
 from tracker.settings import load_settings
@@ -78,6 +79,7 @@ def parse_instant(value: str | None, param: str, zone: tzinfo) -> datetime | Non
     try:
         if len(value) == 10:
             d = date.fromisoformat(value)
+            _in_calendar(d, param)
             return datetime.combine(d, time.max, tzinfo=zone).astimezone(UTC)
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -86,6 +88,7 @@ def parse_instant(value: str | None, param: str, zone: tzinfo) -> datetime | Non
     if moment.tzinfo is None:
         raise click.BadParameter("give a UTC offset, e.g. 2015-03-02T09:30:00+01:00",
                                  param_hint=param)
+    _in_calendar(moment.date(), param)
     return moment
 
 
@@ -93,7 +96,35 @@ def parse_date(value: str | None, param: str) -> date | None:
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 date (YYYY-MM-DD)",
                                  param_hint=param) from None
+    _in_calendar(day, param)
+    return day
+
+
+def _in_calendar(day: date, param: str) -> None:
+    if not EARLIEST <= day <= LATEST:
+        raise click.BadParameter(f"{day} is outside the clinical calendar "
+                                 f"({EARLIEST} to {LATEST})", param_hint=param)
+
+
+def check_ref(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """A PATIENT argument of the contract's shape, wholly: ``"P0001\\n"`` is bad input,
+    not an unknown patient (a well-formed unknown reference stays "not found")."""
+    if PATIENT_RE.fullmatch(value) is None:
+        raise click.BadParameter(
+            f"{value!r} is not a patient reference (letters, digits, '.', '_', '-'; no "
+            "spaces or control characters)")
+    return value
+
+
+def check_by(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--by``: the rules of ``recorded_by`` (no control character, no surrounding space)."""
+    if value is None:
+        return None
+    if CONTROL_RE.search(value) or value != value.strip() or not 0 < len(value) <= 128:
+        raise click.BadParameter("must be 1 to 128 characters, without control characters "
+                                 "or surrounding spaces")
+    return value

@@ -6,9 +6,10 @@ import click
 
 from alerts.cli import alerts_group, worker_cmd
 from tracker import db
-from tracker.cli.audit import timeline_cmd, verify_cmd
+from tracker.cli.audit import seal_cmd, timeline_cmd, verify_cmd
 from tracker.cli.clinical import due_cmd, explain_cmd, projections_group, status_cmd
 from tracker.cli.common import State, handles_errors, pass_state
+from tracker.cli.failures import FailSafeGroup
 from tracker.cli.records import (
     generate_cmd,
     import_cmd,
@@ -21,10 +22,13 @@ from tracker.cli.reports import chart_cmd, cohort_report_cmd
 from tracker.settings import load_settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=FailSafeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True,
+              help="also print an unexpected error's traceback on the terminal")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, debug: bool) -> None:
     """CNO Tracker: treatment courses, monitoring and alerts for children with CNO/CRMO."""
+    ctx.meta["cno_tracker.debug"] = debug
     state = ctx.ensure_object(State)
     ctx.call_on_close(state.close)
 
@@ -46,7 +50,7 @@ def db_upgrade(state: State) -> None:
 
 for command in (import_cmd, record_cmd, visit_cmd, lab_cmd, infusion_cmd, timeline_cmd,
                 verify_cmd, status_cmd, explain_cmd, due_cmd, projections_group, generate_cmd,
-                worker_cmd, alerts_group, chart_cmd, cohort_report_cmd):
+                worker_cmd, alerts_group, chart_cmd, cohort_report_cmd, seal_cmd):
     cli.add_command(command)
 
 

@@ -10,7 +10,7 @@ from typing import IO, Any
 import click
 import orjson
 
-from tracker.cli.common import State, handles_errors, pass_state
+from tracker.cli.common import State, check_by, handles_errors, pass_state
 from tracker.importing import ImportReport, import_lines
 
 PROGRESS_MIN_BYTES = 1_000_000
@@ -35,7 +35,7 @@ def _run_import(state: State, lines: Any, *, by: str, dry_run: bool,
 
 @click.command("import")
 @click.argument("file", type=click.Path(allow_dash=True, dir_okay=False, path_type=Path))
-@click.option("--by", default="import", show_default=True,
+@click.option("--by", default="import", show_default=True, callback=check_by,
               help="who entered the events, for lines without recorded_by")
 @click.option("--dry-run", is_flag=True, help="validate everything, write nothing")
 @pass_state
@@ -43,6 +43,8 @@ def _run_import(state: State, lines: Any, *, by: str, dry_run: bool,
 def import_cmd(state: State, file: Path, by: str, dry_run: bool) -> None:
     """Import events from a JSON Lines FILE ('-' for standard input): all or nothing."""
     if str(file) == "-":
+        if sys.stdin is None or sys.stdin.closed:
+            raise click.BadParameter("standard input is closed", param_hint="FILE")
         report = _run_import(state, _lines(sys.stdin.buffer), by=by, dry_run=dry_run)
     else:
         if not file.exists():
@@ -74,7 +76,7 @@ def record_one(state: State, event_type: str, patient: str, when: str, data: dic
 _common = [
     click.option("--at", "when", required=True,
                  help="when it happened: a local date (2015-03-02) or datetime with offset"),
-    click.option("--by", default=None, help="who is recording it"),
+    click.option("--by", default=None, callback=check_by, help="who is recording it"),
     click.option("--key", default=None, help="idempotency key (re-running changes nothing)"),
 ]
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import click
 
 from tracker.cli.clinical import evaluation_for
-from tracker.cli.common import State, handles_errors, parse_date, pass_state
+from tracker.cli.common import State, check_ref, handles_errors, parse_date, pass_state
 from tracker.errors import NotFound
 from tracker.status import evaluate
 
 
 @click.command("chart")
-@click.argument("patient")
+@click.argument("patient", callback=check_ref)
 @click.option("--at", default=None, help="clinical date to evaluate (default today)")
 @click.option("--known-at", default=None,
               help="only what was recorded by then: datetime with offset, or a local date")
