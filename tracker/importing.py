@@ -16,6 +16,7 @@ anywhere rolls the whole transaction back; so does ``dry_run``, after every chec
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -106,7 +107,15 @@ def import_lines(lines: Iterable[bytes | str], store: EventStore, *, clock: Cloc
     """Check and write every line in one transaction (or nothing)."""
     importer = _Importer(store, clock=clock, protocol=protocol, default_by=default_by,
                          dry_run=dry_run, on_line=on_line, max_line_bytes=max_line_bytes)
-    importer.run(lines)
+    # Automatic collections would walk each batch's objects again and again (a fifth of
+    # the import's time); the batch's young objects are collected once, after it instead.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        importer.run(lines)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     report = importer.report
     if not dry_run and report.written >= ANALYZE_AFTER:
         store.analyze()  # the next import's look-ups plan against the new size
@@ -200,6 +209,7 @@ class _Importer:
             if len(batch) >= BATCH_LINES or size >= BATCH_BYTES:
                 yield batch
                 batch, size = [], 0
+                gc.collect(1)  # the young generations only: this batch's garbage
         self._ended = True
         if batch or self.report.lines:
             yield batch
