@@ -26,14 +26,12 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import Connection, and_, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alerts.rules import AlertSpec, KnownAlert, event_dedupe_key
 from alerts.tables import alerts as A
 from alerts.tables import deliveries as D
 from events.envelope import NewEvent
-from events.store import EventStore
+from events.store import ALERT, EventStore, stream_name
 from events.store.writing import Writer
 from events.vocabulary import (
     AlertAcknowledged,
@@ -54,7 +52,7 @@ log = logging.getLogger("alerts.outbox")
 
 
 def stream_of(alert_id: str) -> str:
-    return f"alert:{alert_id}"
+    return stream_name(ALERT, alert_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +138,6 @@ class Outbox:
         self.store = store
         self.engine = store.engine
         self.zone = zone
-        self.pg = store.is_postgres
 
     # ----------------------------------------------------------------- plumbing
     @contextmanager
@@ -151,11 +148,8 @@ class Outbox:
     @contextmanager
     def connection(self) -> Iterator[Connection]:
         """A write transaction without events (claims, releases)."""
-        with self.engine.connect() as conn:
-            if not self.pg:
-                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-            with conn.begin():
-                yield conn
+        with self.store.recorder.write() as conn:
+            yield conn
 
     def new_event(self, data: EventData, now: datetime, by: str) -> NewEvent:
         return NewEvent(event_id=str(uuid.uuid4()), type=type(data).__name__, data=data,
@@ -166,8 +160,6 @@ class Outbox:
                now: datetime, by: str) -> None:
         """Append to the alert's stream; the caller holds the alert's row lock."""
         stream = stream_of(alert_id)
-        if stream not in writer.heads:
-            self.store.forget(stream)  # another process may have appended: read the head
         head = writer.head(stream)
         writer.append(stream, head.version, [self.new_event(d, now, by) for d in data],
                       returning=False)
@@ -177,8 +169,7 @@ class Outbox:
         if not ids:
             return {}
         q = select(A).where(A.c.alert_id.in_(ids)).order_by(A.c.alert_id)
-        if self.pg:
-            q = q.with_for_update()
+        q = self.store.recorder.lock_rows(q)
         return {r.alert_id: _alert(r) for r in conn.execute(q)}
 
     # ----------------------------------------------------------------- reading
@@ -235,8 +226,7 @@ class Outbox:
             "cause_event_ids": orjson.dumps(list(spec.cause_event_ids)).decode(),
             "status": OPEN, "level": 0, "raised_at": now, "raised_by": by,
         }
-        ins = (pg_insert(A) if self.pg else sqlite_insert(A)).values(**values)
-        stmt = ins.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
+        stmt = self.store.recorder.insert_if_absent(A, values, ["dedupe_key"]).returning(
             A.c.alert_id)
         if writer.conn.execute(stmt).first() is None:
             return None
@@ -308,8 +298,7 @@ class Outbox:
                   and_(D.c.status == SENDING, D.c.lease_until < now))
         q = (select(D.c.delivery_id, D.c.status).where(due, D.c.mode == mode)
              .order_by(D.c.not_before, D.c.delivery_id).limit(limit))
-        if self.pg:
-            q = q.with_for_update(skip_locked=True)
+        q = self.store.recorder.claim_rows(q)
         with self.connection() as conn:
             found = conn.execute(q).all()
             if not found:

@@ -66,7 +66,7 @@ def default_worker_id() -> str:
 
 def sqlite_lock_path(store: EventStore) -> Path | None:
     """``<database file>.worker.lock`` for a file SQLite database, else None."""
-    if store.is_postgres:
+    if store.recorder.concurrent_writers:
         return None
     database = store.engine.url.database
     if not database or database == ":memory:" or database.startswith("file:"):
@@ -142,7 +142,8 @@ class AlertWorker:
         self.outbox = Outbox(store, protocol.zone)
         # a catch-up that touches many patients folds them in a process per core
         self.projector = StatusProjector(
-            store, protocol, clock, workers=(os.cpu_count() or 1) if store.is_postgres else 1)
+            store, protocol, clock,
+            workers=(os.cpu_count() or 1) if store.recorder.concurrent_writers else 1)
         self.dispatcher = Dispatcher(
             self.outbox, self.channels, roster, clock, protocol, worker_id=self.worker_id,
             batch_size=batch_size, lease=timedelta(seconds=lease_seconds), retry=retry,

@@ -4,31 +4,49 @@ Rules (interchange.md): a patient is enrolled (earlier in the file or already st
 before other events name it; events in the future beyond the clock-skew allowance are
 refused; an idempotency key seen again with the same content is skipped and counted as a
 duplicate, with different content it is an error; voids and corrections name an existing
-event of the same patient. Nothing is written unless every line is valid."""
+event of the same patient and stay coherent (see corrections.py). Nothing is written
+unless every line is valid.
+
+The file is streamed: lines are decoded, checked and written in batches inside one
+transaction, so memory does not grow with the file. What the checks need of the lines
+already written (their keys, the patients they enrolled, the events they voided) is read
+back through that transaction; in memory stay only the stream versions of the patients
+touched, the targets voided or corrected in this file, and the first problems. A problem
+anywhere rolls the whole transaction back; so does ``dry_run``, after every check ran."""
 
 from __future__ import annotations
 
 import gc
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import IO, Any
 
-from pydantic import ValidationError
+from sqlalchemy import Connection
 
 from events.envelope import NewEvent, canonical_json, content_hash, dump_data
-from events.errors import InvalidEvent, Problem
-from events.lines import decode_line, problems_from
+from events.errors import ConcurrencyConflict, DuplicateIdempotencyKey, InvalidEvent, Problem
+from events.lines import decode_line
 from events.store import EventStore
-from events.vocabulary import EntryCorrected, EntryVoided, data_class_for
+from events.store.writing import Writer
+from events.vocabulary import EntryCorrected, EntryVoided
 from tracker.clock import Clock
+from tracker.corrections import Targets, check_target
 from tracker.errors import ImportRefused
 from tracker.protocol import Protocol
 
 #: a bulk import this large refreshes the planner's statistics afterwards (PostgreSQL)
 ANALYZE_AFTER = 10_000
+#: the longest line accepted (bytes, without its newline); longer ones end the import
+MAX_LINE_BYTES = 1 << 20
+#: lines are checked and written in batches of at most this many lines / bytes
+BATCH_LINES = 2000
+BATCH_BYTES = 8 << 20
+#: problems listed one by one; beyond, they are counted
+MAX_PROBLEMS = 1000
+#: the ids of the first written events kept in the report (``record`` prints the first)
+EVENT_IDS_KEPT = 1000
 
 
 @dataclass
@@ -38,6 +56,7 @@ class ImportReport:
     duplicates: int = 0
     patients: set[str] = field(default_factory=set)
     dry_run: bool = False
+    #: the ids of the first :data:`EVENT_IDS_KEPT` events written
     event_ids: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -46,12 +65,17 @@ class ImportReport:
                 f"{len(self.patients)} patient(s), skipped {self.duplicates} duplicate(s)")
 
 
-@dataclass
-class _Pending:
-    line: int
-    patient: str
-    event: NewEvent
-    key_hash: str
+class ConcurrentImport(ConcurrencyConflict):
+    """Another transaction stored one of this import's idempotency keys meanwhile."""
+
+    def __init__(self, key: str) -> None:
+        self.stream, self.expected, self.actual = "", 0, None
+        Exception.__init__(self, f"idempotency key {key!r} was stored by another writer "
+                                 "during this import; re-read and retry")
+
+
+class _RolledBack(Exception):
+    """Ends a dry run's transaction after every check ran."""
 
 
 def when_to_instant(value: date | datetime, protocol: Protocol) -> tuple[datetime, date]:
@@ -63,148 +87,211 @@ def when_to_instant(value: date | datetime, protocol: Protocol) -> tuple[datetim
     return datetime.combine(value, time(0), tzinfo=zone).astimezone(UTC), value
 
 
+def bounded_lines(stream: IO[bytes], max_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """The lines of ``stream``, reading at most ``max_bytes`` + 1 bytes of any line: an
+    overlong line is yielded cut there (the importer refuses it) and reading stops, so an
+    endless line (``/dev/zero``) ends instead of filling memory."""
+    while True:
+        line = stream.readline(max_bytes + 1)
+        if not line:
+            return
+        yield line
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            return
+
+
 def import_lines(lines: Iterable[bytes | str], store: EventStore, *, clock: Clock,
                  protocol: Protocol, default_by: str = "import", dry_run: bool = False,
-                 on_line: Callable[[int], None] | None = None) -> ImportReport:
-    """Validate every line, then write them all in one transaction (or nothing)."""
-    # An import holds every decoded line until it writes (all or nothing). Full garbage
-    # collections would walk those tens of thousands of objects again and again; they
-    # hold no cycles worth collecting meanwhile, so collection waits until the end.
+                 on_line: Callable[[int], None] | None = None,
+                 max_line_bytes: int = MAX_LINE_BYTES) -> ImportReport:
+    """Check and write every line in one transaction (or nothing)."""
+    importer = _Importer(store, clock=clock, protocol=protocol, default_by=default_by,
+                         dry_run=dry_run, on_line=on_line, max_line_bytes=max_line_bytes)
+    # Automatic collections would walk each batch's objects again and again (a fifth of
+    # the import's time); the batch's young objects are collected once, after it instead.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _import(lines, store, clock=clock, protocol=protocol, default_by=default_by,
-                       dry_run=dry_run, on_line=on_line)
+        importer.run(lines)
     finally:
         if gc_was_enabled:
             gc.enable()
-
-
-def _import(lines: Iterable[bytes | str], store: EventStore, *, clock: Clock,
-            protocol: Protocol, default_by: str, dry_run: bool,
-            on_line: Callable[[int], None] | None) -> ImportReport:
-    now = clock.now()
-    horizon = now + timedelta(minutes=protocol.clock_skew_minutes)
-    today_local = horizon.astimezone(protocol.zone).date()
-    report = ImportReport(dry_run=dry_run)
-    problems: list[Problem] = []
-    decoded: list[tuple[int, Any]] = []
-
-    for number, raw in enumerate(lines, start=1):
-        if on_line is not None:
-            on_line(number)
-        report.lines = number
-        if not raw.strip():
-            continue
-        try:
-            decoded.append((number, decode_line(raw, number)))
-        except InvalidEvent as exc:
-            problems.extend(exc.problems)
-
-    patients = {m.patient for _, m in decoded}
-    stored_versions = store.stream_versions(patients)
-    keys = [m.idempotency_key for _, m in decoded if m.idempotency_key]
-    stored_keys = store.find_idempotency_keys(keys) if keys else {}
-    targets = store.get_events(
-        m.data.target_event_id for _, m in decoded
-        if isinstance(m.data, EntryVoided | EntryCorrected))
-
-    enrolled = {p for p, v in stored_versions.items() if v > 0}
-    seen_keys: dict[str, str] = {}
-    voided_now: set[str] = set()
-    pending: list[_Pending] = []
-
-    for number, m in decoded:
-        occurred_at, occurred_on = when_to_instant(m.occurred_at, protocol)
-        line_problems: list[Problem] = []
-        if occurred_at > horizon or occurred_on > today_local:
-            line_problems.append(Problem(number, "occurred_at",
-                                         f"{m.occurred_at} is in the future"))
-        data = m.data
-        if m.type == "PatientEnrolled":
-            if m.patient in enrolled and not m.idempotency_key:
-                line_problems.append(Problem(number, "patient",
-                                             f"{m.patient} is already enrolled"))
-        elif m.patient not in enrolled:
-            line_problems.append(Problem(
-                number, "patient",
-                f"{m.patient} is not enrolled: a PatientEnrolled line must come first"))
-        if isinstance(data, EntryVoided | EntryCorrected):
-            line_problems.extend(_check_target(number, m.patient, data, targets, voided_now))
-            if isinstance(data, EntryVoided) and not line_problems:
-                voided_now.add(data.target_event_id)
-        data_json = canonical_json(dump_data(data))
-        key_hash = content_hash(m.type, m.patient, occurred_at, data_json)
-        if m.idempotency_key:
-            earlier = stored_keys.get(m.idempotency_key)
-            earlier_hash = earlier[0] if earlier else seen_keys.get(m.idempotency_key)
-            if earlier_hash is not None:
-                if earlier_hash == key_hash:
-                    report.duplicates += 1
-                    if m.type == "PatientEnrolled":
-                        enrolled.add(m.patient)
-                    continue
-                line_problems.append(Problem(
-                    number, "idempotency_key",
-                    f"{m.idempotency_key!r} was already used for different content"))
-            elif m.type == "PatientEnrolled" and m.patient in enrolled:
-                line_problems.append(Problem(number, "patient",
-                                             f"{m.patient} is already enrolled"))
-            seen_keys[m.idempotency_key] = key_hash
-        if line_problems:
-            problems.extend(line_problems)
-            continue
-        if m.type == "PatientEnrolled":
-            enrolled.add(m.patient)
-        pending.append(_Pending(number, m.patient, NewEvent(
-            event_id=str(uuid.uuid4()), type=m.type, data=data, occurred_at=occurred_at,
-            occurred_on=occurred_on, recorded_at=now, recorded_by=m.recorded_by or default_by,
-            idempotency_key=m.idempotency_key, data_json=data_json, content_hash=key_hash),
-            key_hash))
-
-    if problems:
-        problems.sort(key=lambda p: (p.line or 0))
-        raise ImportRefused(problems)
-    by_stream: dict[str, list[NewEvent]] = defaultdict(list)
-    for p in pending:
-        by_stream[p.patient].append(p.event)
-        report.patients.add(p.patient)
-    report.written = len(pending)
-    report.event_ids = [p.event.event_id for p in pending]
-    if dry_run or not pending:
-        return report
-    with store.transaction() as writer:
-        writer.prefetch_heads(by_stream)
-        for stream, new in by_stream.items():
-            writer.append(stream, stored_versions.get(stream, 0), new, returning=False)
-    if len(pending) >= ANALYZE_AFTER:
+    report = importer.report
+    if not dry_run and report.written >= ANALYZE_AFTER:
         store.analyze()  # the next import's look-ups plan against the new size
     return report
 
 
-def _check_target(number: int, patient: str, data: EntryVoided | EntryCorrected,
-                  targets: dict[str, Any], voided_now: set[str]) -> list[Problem]:
-    target = targets.get(data.target_event_id)
-    if target is None:
-        return [Problem(number, "data.target_event_id",
-                        f"no stored event {data.target_event_id}")]
-    if target.stream != patient:
-        return [Problem(number, "data.target_event_id",
-                        f"event {data.target_event_id} belongs to another patient")]
-    if target.type in ("EntryVoided", "EntryCorrected"):
-        return [Problem(number, "data.target_event_id",
-                        f"a {target.type} cannot itself be voided or corrected")]
-    if target.type == "PatientEnrolled" and isinstance(data, EntryVoided):
-        return [Problem(number, "data.target_event_id",
-                        "an enrolment cannot be voided; correct it with EntryCorrected")]
-    if not target.data.importable:
-        return [Problem(number, "data.target_event_id",
-                        f"{target.type} events are written by the system and cannot be changed")]
-    if data.target_event_id in voided_now:
-        return [Problem(number, "data.target_event_id", "that event is voided in this file")]
-    if isinstance(data, EntryCorrected):
+class _Importer:
+    def __init__(self, store: EventStore, *, clock: Clock, protocol: Protocol,
+                 default_by: str, dry_run: bool, on_line: Callable[[int], None] | None,
+                 max_line_bytes: int) -> None:
+        self.store = store
+        self.protocol = protocol
+        self.default_by = default_by
+        self.on_line = on_line
+        self.max_line_bytes = max_line_bytes
+        self.now = clock.now()
+        self.horizon = self.now + timedelta(minutes=protocol.clock_skew_minutes)
+        self.today_local = self.horizon.astimezone(protocol.zone).date()
+        self.report = ImportReport(dry_run=dry_run)
+        self.problems: list[Problem] = []
+        self.unlisted = 0
+        #: stream -> its version as this import knows it (stored + written here)
+        self.versions: dict[str, int] = {}
+        self.targets = Targets()
+        self._ended = False  # the lines are all read
+
+    # ----------------------------------------------------------------- driving
+    def run(self, lines: Iterable[bytes | str]) -> None:
+        batches = self._batches(lines)
+        first = next(batches, None)
+        if first is None:
+            return
+        # The first batch is checked before the write transaction begins (a one-line
+        # `record` takes the write lock only to write). The versions it read are the
+        # expected ones: a writer that appended meanwhile makes the import a conflict.
+        pending = self._check(first, None)
+        if self._ended and self.problems:
+            self._refuse()  # the whole file was one batch: no transaction needed
+        if self._ended and not pending:
+            return  # nothing to write (every line a duplicate)
         try:
-            data_class_for(target.type).model_validate_json(canonical_json(data.data))
-        except ValidationError as exc:
-            return problems_from(exc, number, prefix="data.data.")
-    return []
+            with self.store.transaction() as writer:
+                self._write(writer, pending)
+                for batch in batches:
+                    writer.flush()  # what this import wrote is visible to its look-ups
+                    self._write(writer, self._check(batch, writer.conn))
+                if self.problems:
+                    self._refuse()
+                if self.report.dry_run:
+                    raise _RolledBack
+        except _RolledBack:
+            pass
+        except DuplicateIdempotencyKey as exc:
+            # every key was looked up in this transaction: another writer stored it since
+            raise ConcurrentImport(exc.key) from None
+
+    def _refuse(self) -> None:
+        self.problems.sort(key=lambda p: p.line or 0)
+        if self.unlisted:
+            self.problems.append(Problem(None, "input", f"{self.unlisted} more problem(s) "
+                                                        "not listed"))
+        raise ImportRefused(self.problems)
+
+    def _problem(self, problem: Problem) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+        else:
+            self.unlisted += 1
+
+    def _batches(self, lines: Iterable[bytes | str]) -> Iterator[list[tuple[int, Any]]]:
+        """Decoded lines in batches; decoding problems are recorded on the way."""
+        batch: list[tuple[int, Any]] = []
+        size = 0
+        for number, raw in enumerate(lines, start=1):
+            if self.on_line is not None:
+                self.on_line(number)
+            self.report.lines = number
+            length = len(raw) if isinstance(raw, bytes) else len(raw.encode())
+            if length - (raw[-1:] in (b"\n", "\n")) > self.max_line_bytes:
+                self._problem(Problem(number, "line", f"longer than {self.max_line_bytes} "
+                                                      "bytes; the import stops here"))
+                break
+            if not raw.strip():
+                continue
+            try:
+                batch.append((number, decode_line(raw, number)))
+            except InvalidEvent as exc:
+                for p in exc.problems:
+                    self._problem(p)
+            size += length
+            if len(batch) >= BATCH_LINES or size >= BATCH_BYTES:
+                yield batch
+                batch, size = [], 0
+                gc.collect(1)  # the young generations only: this batch's garbage
+        self._ended = True
+        if batch or self.report.lines:
+            yield batch
+
+    # ----------------------------------------------------------------- checking
+    def _check(self, batch: list[tuple[int, Any]], conn: Connection | None
+               ) -> dict[str, list[NewEvent]]:
+        """Check a batch against the store (through ``conn``, the import's transaction,
+        once it is open) and what came before; returns the events to write, by stream."""
+        store = self.store
+        unknown = {m.patient for _, m in batch} - self.versions.keys()
+        found = store.stream_versions(unknown, conn=conn)
+        self.versions.update({p: found.get(p, 0) for p in unknown})
+        keys = [m.idempotency_key for _, m in batch if m.idempotency_key]
+        stored_keys = store.find_idempotency_keys(keys, conn=conn) if keys else {}
+        self.targets.load(store, (m.data.target_event_id for _, m in batch
+                                  if isinstance(m.data, EntryVoided | EntryCorrected)), conn)
+        batch_keys: dict[str, str] = {}
+        pending: dict[str, list[NewEvent]] = {}
+        for number, m in batch:
+            event = self._check_line(number, m, stored_keys, batch_keys, pending)
+            if event is not None:
+                pending.setdefault(m.patient, []).append(event)
+        return pending
+
+    def _enrolled(self, patient: str, pending: dict[str, list[NewEvent]]) -> bool:
+        return self.versions.get(patient, 0) > 0 or bool(pending.get(patient))
+
+    def _check_line(self, number: int, m: Any, stored_keys: dict[str, tuple[str, str, str]],
+                    batch_keys: dict[str, str], pending: dict[str, list[NewEvent]]
+                    ) -> NewEvent | None:
+        occurred_at, occurred_on = when_to_instant(m.occurred_at, self.protocol)
+        problems: list[Problem] = []
+        if occurred_at > self.horizon or occurred_on > self.today_local:
+            problems.append(Problem(number, "occurred_at", f"{m.occurred_at} is in the future"))
+        data = m.data
+        enrolled = self._enrolled(m.patient, pending)
+        if m.type == "PatientEnrolled":
+            if enrolled and not m.idempotency_key:
+                problems.append(Problem(number, "patient", f"{m.patient} is already enrolled"))
+        elif not enrolled:
+            problems.append(Problem(
+                number, "patient",
+                f"{m.patient} is not enrolled: a PatientEnrolled line must come first"))
+        if isinstance(data, EntryVoided | EntryCorrected):
+            problems.extend(check_target(number, m.patient, data, self.targets))
+        data_json = canonical_json(dump_data(data))
+        key_hash = content_hash(m.type, m.patient, occurred_at, data_json)
+        if m.idempotency_key:
+            earlier = stored_keys.get(m.idempotency_key)
+            earlier_hash = earlier[0] if earlier else batch_keys.get(m.idempotency_key)
+            if earlier_hash is not None:
+                if earlier_hash == key_hash:
+                    self.report.duplicates += 1
+                    return None
+                problems.append(Problem(
+                    number, "idempotency_key",
+                    f"{m.idempotency_key!r} was already used for different content"))
+            elif m.type == "PatientEnrolled" and enrolled:
+                problems.append(Problem(number, "patient", f"{m.patient} is already enrolled"))
+            batch_keys[m.idempotency_key] = key_hash
+        if problems:
+            for p in problems:
+                self._problem(p)
+            return None
+        if isinstance(data, EntryVoided | EntryCorrected):
+            self.targets.record(number, data)
+        return NewEvent(
+            event_id=str(uuid.uuid4()), type=m.type, data=data, occurred_at=occurred_at,
+            occurred_on=occurred_on, recorded_at=self.now,
+            recorded_by=m.recorded_by or self.default_by, idempotency_key=m.idempotency_key,
+            data_json=data_json, content_hash=key_hash)
+
+    # ----------------------------------------------------------------- writing
+    def _write(self, writer: Writer, pending: dict[str, list[NewEvent]]) -> None:
+        report = self.report
+        writer.prefetch_heads(s for s in pending if s not in writer.heads)
+        for stream, new in pending.items():
+            writer.append(stream, self.versions[stream], new, returning=False)
+            self.versions[stream] += len(new)
+            report.written += len(new)
+            report.patients.add(stream)
+            room = EVENT_IDS_KEPT - len(report.event_ids)
+            if room > 0:
+                report.event_ids.extend(e.event_id for e in new[:room])

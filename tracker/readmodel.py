@@ -30,11 +30,10 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
 )
 
 from events.envelope import RecordedEvent
-from events.store import START, Checkpoint, EventStore, metadata
+from events.store import START, Checkpoint, EventStore, is_patient_stream, metadata
 from events.store.types import UTCDateTime
 from tracker.clock import Clock
 from tracker.due import STANDING_KINDS
@@ -72,10 +71,6 @@ projector_checkpoints = Table(
 
 PROJECTOR_LOCK_KEY = 0x434E4F5052  # "CNOPR": one projector at a time on PostgreSQL
 _CHUNK = 400
-
-
-def is_patient_stream(stream: str) -> bool:
-    return not stream.startswith("alert:")
 
 
 PARALLEL_MIN = 200  # fewer touched patients are folded in-process (a pool costs ~1 s)
@@ -157,20 +152,9 @@ class StatusProjector:
 
     @contextmanager
     def _exclusive(self) -> Iterator[bool]:
-        """On PostgreSQL only one projector runs at a time; the others skip the cycle."""
-        if not self.store.is_postgres:
-            yield True
-            return
-        with self.engine.connect() as conn:
-            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
-                                    {"k": PROJECTOR_LOCK_KEY}).scalar())
-            conn.commit()
-            try:
-                yield got
-            finally:
-                if got:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PROJECTOR_LOCK_KEY})
-                    conn.commit()
+        """Only one projector runs at a time; the others skip the cycle."""
+        with self.store.recorder.exclusive(PROJECTOR_LOCK_KEY) as got:
+            yield got
 
     # ----------------------------------------------------------------- evaluating
     def evaluate(self, patient: str, events: Sequence[RecordedEvent],
@@ -196,7 +180,8 @@ class StatusProjector:
     def _evaluate_many(self, streams: Sequence[str], on: date) -> Rows:
         """Evaluate patients, in worker processes when there are many (PostgreSQL)."""
         chunks = [streams[i:i + _CHUNK] for i in range(0, len(streams), _CHUNK)]
-        if self.workers <= 1 or len(streams) < PARALLEL_MIN or not self.store.is_postgres:
+        if (self.workers <= 1 or len(streams) < PARALLEL_MIN
+                or not self.store.recorder.concurrent_writers):
             parts = [self._evaluate_streams(chunk, on) for chunk in chunks]
         else:
             per = max(1, -(-len(streams) // self.workers))
@@ -285,9 +270,9 @@ class StatusProjector:
             conn.execute(delete(due_items))
             conn.execute(delete(patient_status))
             self._save_checkpoint(conn, START)
-        streams = [s for s in self.store.streams() if is_patient_stream(s)]
+        streams = self.store.patient_streams()
         chunks = [streams[i:i + _CHUNK] for i in range(0, len(streams), _CHUNK)]
-        if workers > 1 and len(chunks) > 1 and self.store.is_postgres:
+        if workers > 1 and len(chunks) > 1 and self.store.recorder.concurrent_writers:
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
                 done = pool.map(_refold_chunk, repeat(self._url()),
                                 repeat(self.protocol.model_dump_json()), repeat(on), chunks)

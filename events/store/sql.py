@@ -11,7 +11,7 @@ Guarantees
 - **No reader skips an event** (PostgreSQL): positions come from a sequence, so they are
   taken in one order and committed in another. Every row also stores the id of the
   transaction that wrote it (``tx``). Readers follow the pair ``(tx, position)`` and, in the
-  same statement (one snapshot), read only rows whose ``tx`` is below :data:`READ_BOUND`:
+  same statement (one snapshot), read only rows whose ``tx`` is below ``READ_BOUND`` (postgres.py):
   the smallest transaction id still running at the snapshot, leaving out transactions of
   backends connected to *other databases* (they cannot write this table), or the
   snapshot's ``xmax`` when none is left. Every transaction below that bound has ended and
@@ -27,30 +27,13 @@ Guarantees
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    ARRAY,
-    Connection,
-    Engine,
-    String,
-    and_,
-    func,
-    insert,
-    literal,
-    literal_column,
-    select,
-    text,
-    tuple_,
-)
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.elements import ColumnClause
+from sqlalchemy import Connection, Engine, func, literal, select, tuple_
 
 from events.envelope import (
     GENESIS,
@@ -60,26 +43,17 @@ from events.envelope import (
     content_hash,
     decode_data,
 )
-from events.errors import (
-    ConcurrencyConflict,
-    EventError,
-)
+from events.errors import EventError
+from events.store.recorder import Recorder, recorder_for
+from events.store.streams import PATIENT, kind_of
 from events.store.tables import events as T
-from events.store.writing import Head, Writer, build_rows, recorded_events, refusal
+from events.store.types import Head
+from events.store.writing import Writer
+
+__all__ = ["START", "ChainBreak", "Checkpoint", "EventStore", "Head"]
 
 _CHUNK = 500
 _BIG_CHUNK = 5000  # for key look-ups (SQLite allows 32,766 bound values)
-
-#: the exclusive upper bound of ``tx`` a reader may read (PostgreSQL), see the module doc
-READ_BOUND: ColumnClause[Any] = literal_column("""(
-    SELECT LEAST(
-        pg_snapshot_xmax(s)::text::bigint,
-        (SELECT min(x::text::bigint) FROM pg_snapshot_xip(s) AS x
-          WHERE (x::text::bigint % 4294967296) NOT IN (
-            SELECT backend_xid::text::bigint FROM pg_stat_activity
-             WHERE backend_xid IS NOT NULL
-               AND datname IS DISTINCT FROM current_database())))
-    FROM pg_current_snapshot() AS s)""")
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -122,88 +96,45 @@ def _row_to_event(row: Any) -> RecordedEvent:
 
 
 class EventStore:
-    #: appends of up to this many events to one stream go out as one autocommit statement:
-    #: atomic, and one round trip instead of BEGIN / INSERT / COMMIT
-    SINGLE_STATEMENT_MAX = 500
+    """The log. Keeps no state between calls (no cache of stream heads): any number of
+    stores, in any number of processes, on one database see the same log."""
 
-    def __init__(self, engine: Engine, *, head_cache_size: int = 50_000) -> None:
+    def __init__(self, engine: Engine, recorder: Recorder | None = None) -> None:
         self.engine = engine
-        self.dialect = engine.dialect.name
-        self.is_postgres = self.dialect == "postgresql"
-        self.tx_expression: ColumnClause[Any] = literal_column(
-            "pg_current_xact_id()::text::bigint" if self.is_postgres else "0")
-        self.insert_rows = insert(T).values(tx=self.tx_expression)
-        self.insert_returning = self.insert_rows.returning(
-            T.c.position, T.c.tx, sort_by_parameter_order=True)
+        #: what this database can do (locks, bulk paths, …): see recorder.py
+        self.recorder = recorder or recorder_for(engine)
+        self.dialect = self.recorder.dialect
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._heads: OrderedDict[str, Head] = OrderedDict()
-        self._head_cache_size = head_cache_size
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ writing
     @contextmanager
     def transaction(self) -> Iterator[Writer]:
         """One all-or-nothing transaction for any number of appends."""
-        with self.engine.connect() as conn:
-            if not self.is_postgres:
-                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-            writer = Writer(self, conn)
-            try:
-                with conn.begin():
-                    yield writer
-                    writer.flush()
-            except BaseException:
-                for stream in writer.heads:
-                    self.forget(stream)
-                raise
-        self._remember(writer.heads)
+        with self.recorder.write() as conn:
+            writer = Writer(self.recorder, conn)
+            yield writer
+            writer.flush()
 
     def append(self, stream: str, expected_version: int,
                new: Sequence[NewEvent]) -> list[RecordedEvent]:
         """Append a batch to one stream, all or nothing; returns the stored events."""
-        if not 0 < len(new) <= self.SINGLE_STATEMENT_MAX:
-            with self.transaction() as w:
-                return w.append(stream, expected_version, new)
-        head = self.head(stream)
-        if head.version != expected_version:
-            raise ConcurrencyConflict(stream, expected_version, head.version)
-        rows = build_rows(stream, head, new)
-        try:
-            with self._autocommit.connect() as conn:
-                # one statement is one transaction: the rows commit together or not at all
-                keys = conn.execute(self.insert_returning, rows).all()
-        except IntegrityError as exc:
-            self.forget(stream)
-            raise refusal(exc, stream, expected_version, rows) from None
-        self._remember({stream: Head(rows[-1]["version"], rows[-1]["hash"])})
-        return recorded_events(rows, keys)
+        with self.transaction() as w:
+            return w.append(stream, expected_version, new)
 
     # ------------------------------------------------------------------ heads
     def head(self, stream: str, *, conn: Connection | None = None) -> Head:
-        with self._lock:
-            cached = self._heads.get(stream)
-        if cached is not None:
-            return cached
-        q = (select(T.c.version, T.c.hash).where(T.c.stream == stream)
-             .order_by(T.c.version.desc()).limit(1))
-        rows = conn.execute(q).all() if conn is not None else self._read(q)
-        row = rows[0] if rows else None
-        return Head(row[0], row[1]) if row else Head(0, GENESIS)
+        if conn is not None:
+            return self.recorder.head(conn, stream)
+        with self._autocommit.connect() as c:
+            return self.recorder.head(c, stream)
 
     def heads(self, streams: Iterable[str], *, conn: Connection | None = None
               ) -> dict[str, Head]:
         """The heads of many streams (streams with no event are left out)."""
-        names = sorted(set(streams))
-        out: dict[str, Head] = {}
-        for i in range(0, len(names), _CHUNK):
-            chunk = names[i:i + _CHUNK]
-            last = (select(T.c.stream, func.max(T.c.version).label("v"))
-                    .where(self._any_of(T.c.stream, chunk)).group_by(T.c.stream).subquery())
-            q = select(T.c.stream, T.c.version, T.c.hash).join(
-                last, and_(T.c.stream == last.c.stream, T.c.version == last.c.v))
-            rows = conn.execute(q).all() if conn is not None else self._read(q)
-            out.update({r[0]: Head(r[1], r[2]) for r in rows})
-        return out
+        if conn is not None:
+            return self.recorder.heads(conn, streams)
+        with self._autocommit.connect() as c:
+            return self.recorder.heads(c, streams)
 
     def stream_version(self, stream: str) -> int:
         return self.head(stream).version
@@ -215,22 +146,10 @@ class EventStore:
         for i in range(0, len(names), _CHUNK):
             chunk = names[i:i + _CHUNK]
             q = (select(T.c.stream, func.max(T.c.version))
-                 .where(self._any_of(T.c.stream, chunk)).group_by(T.c.stream))
+                 .where(self.recorder.any_of(T.c.stream, chunk)).group_by(T.c.stream))
             rows = conn.execute(q) if conn is not None else self._read(q)
             out.update({s: v for s, v in rows})
         return out
-
-    def forget(self, stream: str) -> None:
-        with self._lock:
-            self._heads.pop(stream, None)
-
-    def _remember(self, heads: dict[str, Head]) -> None:
-        with self._lock:
-            for stream, head in heads.items():
-                self._heads[stream] = head
-                self._heads.move_to_end(stream)
-            while len(self._heads) > self._head_cache_size:
-                self._heads.popitem(last=False)
 
     # ------------------------------------------------------------------ reading
     def _read(self, query: Any) -> Any:
@@ -239,14 +158,15 @@ class EventStore:
         with self._autocommit.connect() as conn:
             return conn.execute(query).all()
 
+    def _run(self, query: Any, conn: Connection | None) -> Any:
+        """``query`` on the caller's connection (inside its transaction), or on its own."""
+        return conn.execute(query).all() if conn is not None else self._read(query)
+
     def read_stream(self, stream: str, *, known_at: datetime | None = None) -> list[RecordedEvent]:
         q = select(*_COLUMNS).where(T.c.stream == stream).order_by(T.c.version)
         if known_at is not None:
             q = q.where(T.c.recorded_at <= known_at)
-        events = [_row_to_event(r) for r in self._read(q)]
-        if known_at is None:
-            self._remember({stream: Head(events[-1].version, events[-1].hash)} if events else {})
-        return events
+        return [_row_to_event(r) for r in self._read(q)]
 
     def read_streams(self, streams: Iterable[str]) -> dict[str, list[RecordedEvent]]:
         names = sorted(set(streams))
@@ -261,25 +181,13 @@ class EventStore:
     def read_batch(self, after: Checkpoint = START, limit: int = 1000, *,
                    conn: Connection | None = None) -> list[RecordedEvent]:
         """The next events after ``after`` in the order every reader follows."""
-        q = select(*_COLUMNS)
-        if self.is_postgres:
-            q = q.where(and_(
-                tuple_(T.c.tx, T.c.position) > tuple_(literal(after.tx), literal(after.position)),
-                T.c.tx < READ_BOUND,
-            )).order_by(T.c.tx, T.c.position)
-        else:
-            q = q.where(T.c.position > after.position).order_by(T.c.position)
-        q = q.limit(limit)
+        q = self.recorder.readable(select(*_COLUMNS), (after.tx, after.position)).limit(limit)
         rows = conn.execute(q).all() if conn is not None else self._read(q)
         return [_row_to_event(r) for r in rows]
 
     def tail(self) -> Checkpoint:
         """The checkpoint of the last event a reader can read now."""
-        q = select(T.c.tx, T.c.position)
-        if self.is_postgres:
-            q = q.where(T.c.tx < READ_BOUND).order_by(T.c.tx.desc(), T.c.position.desc())
-        else:
-            q = q.order_by(T.c.position.desc())
+        q = self.recorder.readable(select(T.c.tx, T.c.position), None, descending=True)
         rows = self._read(q.limit(1))
         return Checkpoint(int(rows[0][0]), int(rows[0][1])) if rows else START
 
@@ -296,42 +204,53 @@ class EventStore:
                     yield e
             checkpoint = Checkpoint(batch[-1].tx, batch[-1].position)
 
-    def get_events(self, event_ids: Iterable[str]) -> dict[str, RecordedEvent]:
+    def get_events(self, event_ids: Iterable[str], *,
+                   conn: Connection | None = None) -> dict[str, RecordedEvent]:
         ids = sorted(set(event_ids))
         out: dict[str, RecordedEvent] = {}
         for i in range(0, len(ids), _CHUNK):
-            q = select(*_COLUMNS).where(self._any_of(T.c.event_id, ids[i:i + _CHUNK]))
-            out.update({r.event_id: _row_to_event(r) for r in self._read(q)})
+            q = select(*_COLUMNS).where(self.recorder.any_of(T.c.event_id, ids[i:i + _CHUNK]))
+            out.update({r.event_id: _row_to_event(r) for r in self._run(q, conn)})
         return out
 
-    def find_idempotency_keys(self, keys: Iterable[str]) -> dict[str, tuple[str, str, str]]:
+    def read_types(self, streams: Iterable[str], types: Sequence[str], *,
+                   conn: Connection | None = None) -> list[RecordedEvent]:
+        """The events of these types in these streams, in stream and version order."""
+        names = sorted(set(streams))
+        out: list[RecordedEvent] = []
+        for i in range(0, len(names), _CHUNK):
+            q = (select(*_COLUMNS)
+                 .where(self.recorder.any_of(T.c.stream, names[i:i + _CHUNK]),
+                        T.c.type.in_(list(types)))
+                 .order_by(T.c.stream, T.c.version))
+            out.extend(_row_to_event(r) for r in self._run(q, conn))
+        return out
+
+    def find_idempotency_keys(self, keys: Iterable[str], *, conn: Connection | None = None
+                              ) -> dict[str, tuple[str, str, str]]:
         """key -> (content_hash, event_id, stream) for keys already stored."""
         wanted = sorted(set(keys))
         out: dict[str, tuple[str, str, str]] = {}
         for i in range(0, len(wanted), _BIG_CHUNK):
             chunk = wanted[i:i + _BIG_CHUNK]
             q = select(T.c.idempotency_key, T.c.content_hash, T.c.event_id, T.c.stream).where(
-                self._any_of(T.c.idempotency_key, chunk))
-            out.update({r[0]: (r[1], r[2], r[3]) for r in self._read(q)})
+                self.recorder.any_of(T.c.idempotency_key, chunk))
+            out.update({r[0]: (r[1], r[2], r[3]) for r in self._run(q, conn)})
         return out
-
-    def _any_of(self, column: Any, values: list[str]) -> Any:
-        """``column IN values``. On PostgreSQL as ``IN (SELECT unnest(array))``: one bound
-        parameter whatever the count, and a semi-join the planner can hash. (``= ANY(array)``
-        compares every row with every element when the table's statistics are stale, as
-        right after a bulk import: seconds per query.)"""
-        if self.is_postgres:
-            return column.in_(select(func.unnest(literal(values, ARRAY(String)))))
-        return column.in_(values)
 
     def analyze(self) -> None:
         """Refresh the planner's statistics (PostgreSQL) after a bulk load."""
-        if self.is_postgres:
-            with self._autocommit.connect() as conn:
-                conn.execute(text("ANALYZE events"))
+        with self._autocommit.connect() as conn:
+            self.recorder.analyze(conn)
 
-    def streams(self) -> list[str]:
-        return [r[0] for r in self._read(select(T.c.stream).distinct().order_by(T.c.stream))]
+    def streams(self, kind: str | None = None) -> list[str]:
+        """Every stream's name, or only those of one kind (see streams.py)."""
+        names = [r[0] for r in self._read(select(T.c.stream).distinct().order_by(T.c.stream))]
+        return names if kind is None else [s for s in names if kind_of(s) == kind]
+
+    def patient_streams(self) -> list[str]:
+        """The streams of patients (not of alerts, accounts, …)."""
+        return self.streams(PATIENT)
 
     def count(self) -> int:
         return int(self._read(select(func.count()).select_from(T))[0][0])

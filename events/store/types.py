@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,3 +34,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value if value.utcoffset() == _ZERO else value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A stream's last version and hash (version 0 and the genesis hash when empty)."""
+
+    version: int
+    hash: str

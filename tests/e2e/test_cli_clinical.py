@@ -140,7 +140,7 @@ def test_verify_exits_6_and_names_a_tampered_event(run: Cli, db_url: str) -> Non
     store = EventStore(engine)
     target = store.read_stream("P0007")[1]
     with engine.begin() as conn:
-        if store.is_postgres:
+        if store.dialect == "postgresql":
             conn.execute(text("SET LOCAL session_replication_role = replica"))
         else:
             conn.execute(text("DROP TRIGGER events_no_update"))

@@ -314,3 +314,25 @@ def test_chart_refuses_other_formats_and_unknown_patients(table4_url: str,
                     "-o", str(tmp_path / "c.png"))
     assert result.exit_code == 4 and "nothing recorded" in result.output
     assert not (tmp_path / "c.png").exists()
+
+
+def test_alert_streams_are_not_counted_as_patients(db_url: str) -> None:
+    """Issue 10 part 2 item 2: once the worker had written alert streams, each was
+    listed as a "not enrolled" patient."""
+    from alerts.outbox import stream_of
+    from events.vocabulary import AlertCancelled
+    from tests.support.events import new_event
+
+    load(db_url, table4_lines())
+    engine = make_engine(db_url)
+    try:
+        alert_id = "00000000-0000-4000-8000-0000000000aa"
+        EventStore(engine).append(stream_of(alert_id), 0, [new_event(
+            "AlertCancelled", AlertCancelled(alert_id=alert_id, reason="resolved"))])
+    finally:
+        engine.dispose()
+    result = invoke(db_url, "cohort-report", "--from", "2010-01-01", "--to", "2015-12-31",
+                    "--at", AT)
+    assert result.exit_code == 0, result.output
+    assert "Included 12 of 12 patients." in result.stdout
+    assert "Excluded" not in result.stdout and "alert:" not in result.stdout

@@ -194,7 +194,7 @@ def rebuild_cmd(state: State, workers: int | None) -> None:
 
     app = state.app()
     projector = StatusProjector(app.store, app.protocol, app.clock)
-    total = len(app.store.streams())
+    total = len(app.store.patient_streams())
     n = workers or (os.cpu_count() or 1)
     with click.progressbar(length=total, label="rebuilding", file=sys.stderr) as bar:
         report = projector.rebuild(progress=bar.update, workers=n)

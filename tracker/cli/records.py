@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -11,26 +10,33 @@ import click
 import orjson
 
 from tracker.cli.common import State, check_by, handles_errors, pass_state
-from tracker.importing import ImportReport, import_lines
+from tracker.importing import MAX_LINE_BYTES, ImportReport, bounded_lines, import_lines
 
 PROGRESS_MIN_BYTES = 1_000_000
 
 
-def _lines(stream: IO[bytes]) -> Iterator[bytes]:
-    yield from stream
+def _count_lines(stream: IO[bytes]) -> int:
+    """Lines in a file, read in blocks (a line may be as long as the file)."""
+    count, last = 0, b"\n"
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        count += block.count(b"\n")
+        last = block[-1:]
+    return count + (last != b"\n")
 
 
 def _run_import(state: State, lines: Any, *, by: str, dry_run: bool,
-                total: int | None = None) -> ImportReport:
+                total: int | None = None, max_line_bytes: int = MAX_LINE_BYTES
+                ) -> ImportReport:
     app = state.app()
     if total:
-        with click.progressbar(length=total, label="validating", file=sys.stderr) as bar:
+        with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
             def tick(_n: int) -> None:
                 bar.update(1)
             return import_lines(lines, app.store, clock=app.clock, protocol=app.protocol,
-                                default_by=by, dry_run=dry_run, on_line=tick)
+                                default_by=by, dry_run=dry_run, on_line=tick,
+                                max_line_bytes=max_line_bytes)
     return import_lines(lines, app.store, clock=app.clock, protocol=app.protocol,
-                        default_by=by, dry_run=dry_run)
+                        default_by=by, dry_run=dry_run, max_line_bytes=max_line_bytes)
 
 
 @click.command("import")
@@ -38,23 +44,28 @@ def _run_import(state: State, lines: Any, *, by: str, dry_run: bool,
 @click.option("--by", default="import", show_default=True, callback=check_by,
               help="who entered the events, for lines without recorded_by")
 @click.option("--dry-run", is_flag=True, help="validate everything, write nothing")
+@click.option("--max-line-bytes", type=click.IntRange(1, 1 << 30), default=MAX_LINE_BYTES,
+              envvar="CNO_TRACKER_MAX_LINE_BYTES", show_default=True,
+              help="longest line accepted; a longer one is refused with its number")
 @pass_state
 @handles_errors
-def import_cmd(state: State, file: Path, by: str, dry_run: bool) -> None:
+def import_cmd(state: State, file: Path, by: str, dry_run: bool, max_line_bytes: int) -> None:
     """Import events from a JSON Lines FILE ('-' for standard input): all or nothing."""
     if str(file) == "-":
         if sys.stdin is None or sys.stdin.closed:
             raise click.BadParameter("standard input is closed", param_hint="FILE")
-        report = _run_import(state, _lines(sys.stdin.buffer), by=by, dry_run=dry_run)
+        report = _run_import(state, bounded_lines(sys.stdin.buffer, max_line_bytes), by=by,
+                             dry_run=dry_run, max_line_bytes=max_line_bytes)
     else:
         if not file.exists():
             raise click.BadParameter(f"{file} does not exist", param_hint="FILE")
         total = None
-        if file.stat().st_size >= PROGRESS_MIN_BYTES:
+        if file.is_file() and file.stat().st_size >= PROGRESS_MIN_BYTES:
             with file.open("rb") as fh:
-                total = sum(1 for _ in fh)
+                total = _count_lines(fh)
         with file.open("rb") as fh:
-            report = _run_import(state, _lines(fh), by=by, dry_run=dry_run, total=total)
+            report = _run_import(state, bounded_lines(fh, max_line_bytes), by=by,
+                                 dry_run=dry_run, total=total, max_line_bytes=max_line_bytes)
     click.echo(report.summary())
 
 

@@ -70,7 +70,7 @@ def cohort_report_cmd(state: State, date_from: str | None, date_to: str | None,
     start, end = parse_date(date_from, "--from"), parse_date(date_to, "--to")
     if start and end and start > end:
         raise click.BadParameter("--from is after --to", param_hint="--from")
-    streams = app.store.read_streams(app.store.streams())
+    streams = app.store.read_streams(app.store.patient_streams())
     records = [patient_record(evaluate(p, events, at=on, known_at=None,
                                        protocol=app.protocol))
                for p, events in streams.items()]

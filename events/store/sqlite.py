@@ -1,0 +1,86 @@
+"""The SQLite recorder: one writer at a time (the database lock), ``BEGIN IMMEDIATE``."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Connection, Select, Table, UniqueConstraint, literal_column
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import Insert
+
+from events.store.recorder import BULK_COLUMNS, Recorder
+from events.store.tables import events as T
+from events.store.tables import metadata
+
+_INSERT = (f"INSERT INTO events (tx, {', '.join(BULK_COLUMNS)}) "
+           f"VALUES (0, {', '.join('?' * len(BULK_COLUMNS))})")
+#: "UNIQUE constraint failed: events.stream, events.version": SQLite names the columns
+_UNIQUE_COLUMNS = re.compile(r"UNIQUE constraint failed: ((?:\w+\.\w+(?:, )?)+)")
+
+
+@lru_cache(maxsize=8192)
+def _instant(moment: datetime) -> str:
+    """SQLAlchemy's SQLite DATETIME storage format, in UTC."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ",
+                                                                timespec="microseconds")
+
+
+def _unique_constraints() -> dict[tuple[str, frozenset[str]], str]:
+    """(table, columns) -> constraint name, for every named unique constraint."""
+    out: dict[tuple[str, frozenset[str]], str] = {}
+    for table in metadata.tables.values():
+        for c in table.constraints:
+            if isinstance(c, UniqueConstraint) and isinstance(c.name, str):
+                out[(table.name, frozenset(col.name for col in c.columns))] = c.name
+    return out
+
+
+class SQLiteRecorder(Recorder):
+    dialect = "sqlite"
+    concurrent_writers = False
+    tx_expression = literal_column("0")
+
+    def writing(self, conn: Connection) -> Connection:
+        return conn.execution_options(sqlite_begin="IMMEDIATE")
+
+    def insert_if_absent(self, table: Table, values: dict[str, Any],
+                         unique: Any) -> Insert:
+        return sqlite_insert(table).values(**values).on_conflict_do_nothing(
+            index_elements=list(unique))
+
+    def readable(self, query: Select[Any], after: tuple[int, int] | None,
+                 *, descending: bool = False) -> Select[Any]:
+        # the database lock serialises writers: positions are already in commit order
+        if after is not None:
+            query = query.where(T.c.position > after[1])
+        return query.order_by(T.c.position.desc() if descending else T.c.position)
+
+    def bulk_insert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Rows through the driver's executemany, values already in SQLite's storage
+        format (what UTCDateTime and Date write), skipping per-row statement processing."""
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        try:
+            raw.executemany(_INSERT, [(
+                r["event_id"], r["stream"], r["version"], r["type"], r["schema_version"],
+                _instant(r["occurred_at"]), r["occurred_on"].isoformat(),
+                _instant(r["recorded_at"]), r["recorded_by"], r["idempotency_key"],
+                r["content_hash"], r["data"], r["hash"]) for r in rows])
+        except sqlite3.IntegrityError as exc:
+            raise self.refusal(exc, rows[0]["stream"], rows[0]["version"] - 1, rows) from None
+
+    def violated_constraint(self, exc: BaseException) -> str | None:
+        """SQLite reports the columns of a violated unique constraint, not its name: the
+        schema's metadata turns the columns back into the constraint's name."""
+        orig = exc.orig if isinstance(exc, IntegrityError) else exc
+        found = _UNIQUE_COLUMNS.search(str(orig))
+        if found is None:
+            return None
+        qualified = [c.split(".") for c in found.group(1).split(", ")]
+        table = qualified[0][0]
+        return _unique_constraints().get((table, frozenset(c[1] for c in qualified)))
