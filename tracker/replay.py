@@ -17,7 +17,7 @@ from itertools import repeat
 from multiprocessing import get_context
 from typing import Any
 
-from events.store import EventStore
+from events.store import EventStore, is_patient_stream
 from tracker.due import DueItem, is_current
 from tracker.protocol import Protocol
 from tracker.status import evaluate
@@ -25,10 +25,6 @@ from tracker.status import evaluate
 #: fewer patients are folded in-process: starting worker processes costs about a second
 PARALLEL_MIN = 400
 CHUNK = 250
-
-
-def _is_patient(stream: str) -> bool:
-    return not stream.startswith("alert:")
 
 
 @dataclass(frozen=True)
@@ -57,7 +53,7 @@ def replay_streams(store: EventStore, protocol: Protocol, question: Question,
                    streams: Iterable[str]) -> list[dict[str, Any]]:
     """Fold these patients at the question's date and instant; their wanted due items."""
     out: list[dict[str, Any]] = []
-    for patient, events in store.read_streams(s for s in streams if _is_patient(s)).items():
+    for patient, events in store.read_streams(s for s in streams if is_patient_stream(s)).items():
         if not events:
             continue
         ev = evaluate(patient, events, at=question.at, known_at=question.known_at,
@@ -76,9 +72,9 @@ class Replay:
 def replay(store: EventStore, protocol: Protocol, question: Question, *,
            workers: int = 1) -> Replay:
     """Every patient's due items at ``question.at`` as known at ``question.known_at``."""
-    streams = [s for s in store.streams() if _is_patient(s)]
+    streams = store.patient_streams()
     chunks = [streams[i:i + CHUNK] for i in range(0, len(streams), CHUNK)]
-    if workers <= 1 or len(streams) < PARALLEL_MIN or not store.is_postgres:
+    if workers <= 1 or len(streams) < PARALLEL_MIN or not store.recorder.concurrent_writers:
         rows = [r for chunk in chunks for r in replay_streams(store, protocol, question, chunk)]
         return Replay(rows, len(streams), 1)
     url = store.engine.url.render_as_string(hide_password=False)

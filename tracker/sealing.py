@@ -97,7 +97,7 @@ def capture(conn: Connection) -> LogState:
 def make_seal(store: EventStore, keys: SealKeys, clock: Clock) -> tuple[int, Seal]:
     """Sign the log's current state and append the seal; (its id, the seal)."""
     engine = store.engine
-    if store.is_postgres:
+    if store.recorder.concurrent_writers:  # a snapshot that other writers cannot move
         engine = engine.execution_options(isolation_level="REPEATABLE READ")
     with engine.begin() as conn:
         state = capture(conn)
