@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tracker.cli.common import State, emit_json, handles_errors, parse_instant, pass_state
-from tracker.errors import NotFound
+from tracker.cli.everyday import no_patient
 from tracker.timeline import describe, timeline
 
 
@@ -21,7 +21,7 @@ def timeline_cmd(state: State, patient: str, as_json: bool, known_at: str | None
     app = state.app()
     events = app.store.read_stream(patient)
     if not events:
-        raise NotFound(f"no patient {patient!r} in the store")
+        raise no_patient(app, patient)
     rows = timeline(events, known_at=parse_instant(known_at, "--known-at", app.protocol.zone),
                     zone=app.protocol.zone)
     if as_json:

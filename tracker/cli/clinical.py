@@ -16,6 +16,7 @@ from tracker.cli.common import (
     parse_instant,
     pass_state,
 )
+from tracker.cli.everyday import no_patient
 from tracker.errors import NotFound
 from tracker.readmodel import StatusProjector, due_before
 from tracker.status import Evaluation, evaluate
@@ -31,7 +32,7 @@ def evaluation_for(state: State, patient: str, at: str | None, known_at: str | N
     instant = parse_instant(known_at, "--known-at", zone)
     events = app.store.read_stream(patient)
     if not events:
-        raise NotFound(f"no patient {patient!r} in the store")
+        raise no_patient(app, patient)
     return evaluate(patient, events, at=on, known_at=instant, protocol=app.protocol)
 
 
