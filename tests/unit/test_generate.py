@@ -233,8 +233,7 @@ def test_lab_units_are_mostly_canonical_with_some_accepted_alternatives(
 def test_committed_examples_are_this_generators_output() -> None:
     fresh = io.BytesIO()
     write_cohort(fresh, 12, 7, date(2016, 12, 31))
-    for path in (REPO / "examples/cohort-12.jsonl", REPO / "tracker/examples/cohort-12.jsonl"):
-        assert path.read_bytes() == fresh.getvalue(), path
+    assert (REPO / "examples/cohort-12.jsonl").read_bytes() == fresh.getvalue()
 
 
 # -- realism (500 patients, loose bounds) -------------------------------------------------------
