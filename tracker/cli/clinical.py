@@ -17,6 +17,7 @@ from tracker.cli.common import (
     pass_state,
 )
 from tracker.cli.everyday import no_patient
+from tracker.cli.wardlist import print_ward_list
 from tracker.errors import NotFound
 from tracker.readmodel import StatusProjector, due_before
 from tracker.status import Evaluation, evaluate
@@ -146,11 +147,7 @@ def due_cmd(state: State, at: str | None, soon_days: int, as_json: bool) -> None
     if as_json:
         emit_json(items)  # interchange: one object per open item, sorted by date
         return
-    if not items:
-        click.echo(f"nothing due on {on.isoformat()}")
-    for i in items:
-        click.echo(f"{i['due_on']}  {i['status']:<8} {i['severity']:<7} {i['patient']:<12} "
-                   f"{i['kind']} ({i['item']})")
+    print_ward_list(items, on, app.protocol.alert_lookback_days)
 
 
 @click.group("projections")
