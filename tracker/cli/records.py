@@ -219,11 +219,16 @@ def generate_cmd(patients: int, seed: int, until: str | None, start_year: int | 
                  output: str) -> None:
     """Write a JSONL file of realistic synthetic CNO courses (import format)."""
     from datetime import date, timedelta
+    from zoneinfo import ZoneInfo
 
     from tracker.generate import write_cohort
+    from tracker.protocol import load_protocol
+    from tracker.settings import load_settings
 
     end = date.fromisoformat(until) if until else date.today() - timedelta(days=1)
     first = start_year if start_year is not None else end.year - 3
     target: Any = sys.stdout.buffer if output == "-" else output
-    n = write_cohort(target, patients, seed, end, start_year=first)
+    settings = load_settings()
+    zone = settings.timezone or load_protocol(settings.protocol_file).timezone
+    n = write_cohort(target, patients, seed, end, start_year=first, zone=ZoneInfo(zone))
     click.echo(f"wrote {n} line(s) for {patients} patient(s)", err=True)
