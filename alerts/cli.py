@@ -1,4 +1,4 @@
-"""``cno-tracker worker`` and ``cno-tracker alerts list|ack``."""
+"""``cno-tracker worker`` and ``cno-tracker alerts list|show|ack``."""
 
 from __future__ import annotations
 
@@ -98,14 +98,102 @@ def list_cmd(state: State, open_only: bool, as_json: bool) -> None:
     if not rows:
         click.echo("no open alerts" if open_only else "no alerts")
         return
-    for a in rows:
-        counts = Counter(d.status for d in by_alert.get(a.alert_id, []))
+    notes = _ack_notes(app.store, [a.alert_id for a in rows if a.status == "acknowledged"])
+    for group in group_repeats(rows):
+        a = group[-1]
+        counts = Counter(d.status for g in group for d in by_alert.get(g.alert_id, []))
         summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no deliveries"
         flag = "  ATTENTION: outcome unknown" if counts.get("unknown") else ""
         closed = f" by {a.closed_by}" if a.closed_by and a.status == "acknowledged" else ""
+        note = notes.get(a.alert_id)
+        due = a.due_on.isoformat() if group[0].due_on == a.due_on else \
+            f"{group[0].due_on.isoformat()}..{a.due_on.isoformat()}"
+        repeats = f" x{len(group)} (also {', '.join(g.alert_id[:8] for g in group[:-1])})" \
+            if len(group) > 1 else ""
         click.echo(f"{a.alert_id}  {a.status}{closed}  {a.severity:<7}  {a.patient}  "
-                   f"{a.kind}  due {a.due_on.isoformat()}  level {a.level}  "
-                   f"[{summary}]{flag}")
+                   f"{a.kind}{repeats}  due {due}  level {a.level}  [{summary}]{flag}"
+                   + (f"  note: {note}" if note else ""))
+
+
+def group_repeats(rows: list[AlertRow]) -> list[list[AlertRow]]:
+    """Alerts of one patient, kind, severity, status and level, in the order first raised:
+    repeats of one concern (e.g. five 'dose check needed' for one child) on one line."""
+    groups: dict[tuple[str, str, str, str, int], list[AlertRow]] = {}
+    for a in rows:
+        groups.setdefault((a.patient, a.kind, a.severity, a.status, a.level), []).append(a)
+    return [sorted(g, key=lambda a: (a.due_on, a.raised_at)) for g in groups.values()]
+
+
+def _ack_notes(store: Any, alert_ids: list[str]) -> dict[str, str]:
+    """The note of each acknowledgement, from the alerts' own streams."""
+    from alerts.outbox import stream_of
+
+    notes: dict[str, str] = {}
+    streams = store.read_streams(stream_of(i) for i in alert_ids) if alert_ids else {}
+    for events in streams.values():
+        for e in events:
+            if e.type == "AlertAcknowledged" and e.data.note:
+                notes[e.data.alert_id] = e.data.note
+    return notes
+
+
+def _history_line(e: Any, zone: Any) -> str:
+    d = e.data
+    when = utc_iso(e.recorded_at)[:19].replace("T", " ") + "Z"
+    if e.type == "AlertRaised":
+        what = (f"raised by {e.recorded_by}: {d.kind}, {d.severity}, due "
+                f"{d.due_at.astimezone(zone).date().isoformat()}, rule {d.rule or '-'}, "
+                f"{len(d.cause_event_ids)} cause event(s)")
+    elif e.type == "AlertSent":
+        what = (f"sent to {d.recipient} by {d.channel} (attempt {d.attempt}"
+                + (f", provider id {d.provider_id}" if d.provider_id else "") + ")")
+    elif e.type == "AlertFailed":
+        outcome = "outcome unknown" if d.outcome_unknown else \
+            "permanent failure" if d.permanent else "failed, will retry"
+        what = f"{outcome}: {d.recipient} by {d.channel} (attempt {d.attempt}): {d.error}"
+    elif e.type == "AlertEscalated":
+        what = f"escalated to {d.to_role} (level {d.level})"
+    elif e.type == "AlertAcknowledged":
+        what = f"acknowledged by {d.by}" + (f": {d.note}" if d.note else "")
+    elif e.type == "AlertCancelled":
+        what = f"cancelled: {d.reason}"
+    else:
+        what = e.type
+    return f"  {when}  {what}"
+
+
+@alerts_group.command("show")
+@click.argument("alert")
+@pass_state
+@handles_errors
+def show_cmd(state: State, alert: str) -> None:
+    """One ALERT's whole history (its id, or a unique prefix): raised, every delivery with
+    channel, time and outcome, escalations, acknowledgement with its note."""
+    from alerts.outbox import Outbox, stream_of
+
+    app = state.app()
+    outbox = Outbox(app.store, app.protocol.zone)
+    with app.engine.connect() as conn:
+        found = outbox.find(conn, alert)
+        if len(found) == 1:
+            deliveries = outbox.deliveries(conn, [found[0].alert_id])
+    if not found:
+        raise NotFound(f"no alert {alert!r}")
+    if len(found) > 1:
+        raise CommandRefused(f"{alert!r} matches several alerts: give more of the id")
+    a = found[0]
+    closed = f" by {a.closed_by}" if a.closed_by else ""
+    click.echo(f"alert {a.alert_id}: {a.patient} {a.kind} ({a.severity}, item {a.item}), "
+               f"due {a.due_on.isoformat()}; {a.status}{closed}; level {a.level}")
+    for e in app.store.read_stream(stream_of(a.alert_id)):
+        click.echo(_history_line(e, app.protocol.zone))
+    for d in deliveries:
+        sent = f", sent {utc_iso(d.sent_at)[:19]}Z" if d.sent_at else ""
+        error = f", last error: {d.last_error}" if d.last_error else ""
+        click.echo(f"  delivery  {d.recipient} by {d.channel} ({d.mode}, level {d.level}): "
+                   f"{d.status} after {d.attempts} attempt(s){sent}{error}")
+    if a.escalate_at is not None and a.status == "open":
+        click.echo(f"  escalates at {utc_iso(a.escalate_at)[:19]}Z unless acknowledged")
 
 
 @alerts_group.command("ack")

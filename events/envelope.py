@@ -10,9 +10,8 @@ from typing import Any
 
 import orjson
 
-from events.errors import UnknownEventType
 from events.upcasting import upcast
-from events.vocabulary import EVENT_TYPES, EventData
+from events.vocabulary import EventData, data_class_for
 from events.vocabulary.common import TRUSTED
 
 GENESIS = "0" * 64
@@ -33,18 +32,11 @@ def dump_data(data: EventData) -> dict[str, Any]:
     return data.model_dump(mode="json", exclude_none=True)
 
 
-def data_class(event_type: str) -> type[EventData]:
-    try:
-        return EVENT_TYPES[event_type]
-    except KeyError:
-        raise UnknownEventType(f"unknown event type {event_type!r}") from None
-
-
 def decode_data(event_type: str, schema_version: int, payload: str | bytes, *,
                 trusted: bool = True) -> EventData:
     """A stored payload as its model. Stored payloads are trusted by default (see
     ``events.vocabulary.common.TRUSTED``); ``verify`` decodes them untrusted."""
-    cls = data_class(event_type)
+    cls = data_class_for(event_type)
     if schema_version != cls.schema_version:
         upcasted = upcast(event_type, schema_version, orjson.loads(payload))
         payload = orjson.dumps(upcasted)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from itertools import accumulate
 from typing import Any
+from zoneinfo import ZoneInfo
 
 Lesion = tuple[str, str]
 _Row = tuple[int, int, int, str, str, dict[str, Any], str]
@@ -67,19 +69,14 @@ _MINUTE = {"PatientEnrolled": 0, "MedicationStarted": 470, "VisitRecorded": 600,
            "DiagnosisAssessed": 960, "MedicationChanged": 1000, "MedicationStopped": 1010,
            "AdverseEventRecorded": 1200, "ProcedureRecorded": 800}
 
-_DST: dict[int, tuple[int, int]] = {}
-
-
-def _offset(day: date) -> str:
-    """Europe/Madrid UTC offset at daytime on ``day`` (CEST from the last Sunday of March to
-    the last Sunday of October; the change happens at night, before any clinic hour)."""
-    bounds = _DST.get(day.year)
-    if bounds is None:
-        mar, octo = date(day.year, 3, 31), date(day.year, 10, 31)
-        start = mar - timedelta(days=(mar.weekday() + 1) % 7)
-        end = octo - timedelta(days=(octo.weekday() + 1) % 7)
-        bounds = _DST[day.year] = (start.toordinal(), end.toordinal())
-    return "+02:00" if bounds[0] <= day.toordinal() < bounds[1] else "+01:00"
+@lru_cache(maxsize=8192)
+def _offset(day: date, zone: ZoneInfo) -> str:
+    """The centre's UTC offset at clinic hours on ``day`` (``+01:00``), from the time-zone
+    database: summer time changes at night, before any clinic hour."""
+    offset = datetime.combine(day, time(12), zone).utcoffset() or timedelta(0)
+    minutes = round(offset.total_seconds() / 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def _weekday(day: date, latest: int = 4) -> date:
@@ -101,8 +98,8 @@ def _interp(table: tuple[float, ...], age: float) -> float:
 class _Patient:
     """One simulated course; ``rows`` collects the events, sorted at the end."""
 
-    def __init__(self, rng: random.Random, ref: str, diagnosis: date) -> None:
-        self.rng, self.ref = rng, ref
+    def __init__(self, rng: random.Random, ref: str, diagnosis: date, zone: ZoneInfo) -> None:
+        self.rng, self.ref, self.zone = rng, ref, zone
         self.rows: list[_Row] = []
         self.sex = "female" if rng.random() < 0.83 else "male"
         age = min(14.0, max(6.0, rng.gauss(11.0, 1.6)))
@@ -121,7 +118,8 @@ class _Patient:
         if minute is None:
             when, m = day.isoformat(), _MINUTE[etype]
         else:
-            when = f"{day.isoformat()}T{minute // 60:02d}:{minute % 60:02d}:00{_offset(day)}"
+            offset = _offset(day, self.zone)
+            when = f"{day.isoformat()}T{minute // 60:02d}:{minute % 60:02d}:00{offset}"
             m = minute
         self.rows.append((day.toordinal(), m, len(self.rows), etype, when, data, by))
         if day > self.last_day:

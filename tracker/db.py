@@ -1,7 +1,12 @@
 """Migrations run from the application: ``cno-tracker db upgrade`` and first use of SQLite.
 
 A new SQLite database file is created 0600 before anything opens it (its WAL and SHM then
-take the same mode); a missing folder is a configuration error."""
+take the same mode); a missing folder is a configuration error.
+
+Alembic is configured in code, not from ``alembic.ini`` (which only serves the ``alembic``
+command in a checkout): the migration scripts are found inside the installed package
+(``tracker/migrations``, where the wheel puts the repository's ``migrations/`` folder) or,
+in a source checkout and an editable install, beside the packages."""
 
 from __future__ import annotations
 
@@ -18,14 +23,23 @@ from tracker.files import touch_private
 if TYPE_CHECKING:  # Alembic loads only when a schema is checked or migrated
     from alembic.config import Config
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+
+
+def script_location() -> Path:
+    """The folder holding ``env.py`` and ``versions/``."""
+    installed = PACKAGE / "migrations"
+    if (installed / "env.py").is_file():
+        return installed
+    return PACKAGE.parent / "migrations"
 
 
 def alembic_config(url: str) -> Config:
     from alembic.config import Config
 
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location()))
+    cfg.set_main_option("path_separator", "os")
     cfg.attributes["database_url"] = url
     return cfg
 
@@ -59,11 +73,19 @@ def prepare_sqlite_file(url: str) -> None:
             f"cannot create the SQLite database {path}: {exc.strerror}") from None
 
 
-def is_current(engine: Engine, url: str) -> bool:
+def current_revisions(engine: Engine) -> set[str]:
+    """The revisions the database is at (empty before the first migration)."""
     from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads())
+
+
+def head_revisions(url: str) -> set[str]:
     from alembic.script import ScriptDirectory
 
-    script = ScriptDirectory.from_config(alembic_config(url))
-    with engine.connect() as conn:
-        current = set(MigrationContext.configure(conn).get_current_heads())
-    return current == set(script.get_heads())
+    return set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
+
+
+def is_current(engine: Engine, url: str) -> bool:
+    return current_revisions(engine) == head_revisions(url)

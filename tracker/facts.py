@@ -56,18 +56,35 @@ class Fact:
 CORRECTION_TYPES = frozenset({"EntryVoided", "EntryCorrected"})
 
 
-def facts(events: Iterable[LoggedEvent], *, at: date | None = None,
-          known_at: datetime | None = None) -> list[Fact]:
-    known = [e for e in events if known_at is None or e.recorded_at <= known_at]
-    voided: set[str] = set()
+@dataclass(frozen=True, slots=True)
+class Amendments:
+    """The voids and corrections known at an instant: target event id -> the id of the
+    void; target event id -> (id of the latest correction, its replacement data)."""
+
+    voided_by: dict[str, str]
+    corrected: dict[str, tuple[str, dict[str, Any]]]
+
+
+def amendments(known: Iterable[LoggedEvent]) -> Amendments:
+    """What the voids and corrections among ``known`` do (in log order: the latest
+    correction of an event wins). ``facts()`` applies it; the audit timeline marks it."""
+    voided_by: dict[str, str] = {}
     corrected: dict[str, tuple[str, dict[str, Any]]] = {}
     for e in sorted(known, key=lambda e: e.position):
         if e.type == "EntryVoided":
             assert isinstance(e.data, EntryVoided)
-            voided.add(e.data.target_event_id)
+            voided_by[e.data.target_event_id] = e.event_id
         elif e.type == "EntryCorrected":
             assert isinstance(e.data, EntryCorrected)
             corrected[e.data.target_event_id] = (e.event_id, e.data.data)
+    return Amendments(voided_by, corrected)
+
+
+def facts(events: Iterable[LoggedEvent], *, at: date | None = None,
+          known_at: datetime | None = None) -> list[Fact]:
+    known = [e for e in events if known_at is None or e.recorded_at <= known_at]
+    changes = amendments(known)
+    voided, corrected = changes.voided_by, changes.corrected
     out: list[Fact] = []
     for e in known:
         if e.type in CORRECTION_TYPES or e.event_id in voided:

@@ -25,6 +25,7 @@ import random
 from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -40,6 +41,7 @@ from tracker.cohort_patient import (
     _weekday,
 )
 from tracker.projections.common import add_months
+from tracker.protocol import Protocol
 
 
 def _days(n: int) -> timedelta:
@@ -229,10 +231,10 @@ def _workup(p: _Patient, fc: date, diagnosis: date, onset: date, foci: list[Lesi
     }, "initially_treated_as_infection": infection_first}, p.doctor)
 
 
-def _simulate(rng: random.Random, ref: str, diagnosis: date) -> _Patient:
+def _simulate(rng: random.Random, ref: str, diagnosis: date, zone: ZoneInfo) -> _Patient:
     """One patient's course: work-up, episodes (onset, then relapses) and the stepped
     treatment of Table 2, with quiet stretches in between."""
-    p = _Patient(rng, ref, diagnosis)
+    p = _Patient(rng, ref, diagnosis, zone)
     delay_days = max(5, round(min(16.0, max(0.2, rng.lognormvariate(math.log(2.4), 1.0)))
                               * 30.4375))
     late = delay_days > 152  # over 5 months: maintenance treatment in the seed's series
@@ -350,10 +352,11 @@ def _simulate(rng: random.Random, ref: str, diagnosis: date) -> _Patient:
     return p
 
 
-def generate_cohort(patients: int, seed: int, until: date,
-                    start_year: int = 2010) -> Iterator[dict[str, Any]]:
+def generate_cohort(patients: int, seed: int, until: date, start_year: int = 2010, *,
+                    zone: ZoneInfo | None = None) -> Iterator[dict[str, Any]]:
     """Import lines for ``patients`` synthetic patients, patient by patient, each patient's
-    events in clinical order, nothing after ``until``.
+    events in clinical order, nothing after ``until``. Timed events carry the offset of
+    ``zone`` (default: the protocol's centre time zone).
 
     Diagnoses fall between 1 January of ``start_year`` and two years before ``until`` (or 30
     days before it when that window is empty), so most courses have follow-up."""
@@ -366,10 +369,11 @@ def generate_cohort(patients: int, seed: int, until: date,
     if high < low:
         raise ValueError(f"until must be at least 30 days after {start_year}-01-01")
     last = until.toordinal()
+    centre = zone or ZoneInfo(Protocol().timezone)
     for index in range(1, patients + 1):
         rng = random.Random(f"cno-cohort:{seed}:{index}")
         ref = f"G{seed}-{index:04d}"
-        course = _simulate(rng, ref, date.fromordinal(rng.randint(low, high)))
+        course = _simulate(rng, ref, date.fromordinal(rng.randint(low, high)), centre)
         course.rows.sort()
         for n, (day, _m, _s, etype, when, data, by) in enumerate(course.rows, 1):
             if day > last:
@@ -379,16 +383,17 @@ def generate_cohort(patients: int, seed: int, until: date,
 
 
 def write_cohort(target: str | os.PathLike[str] | IO[bytes] | IO[str], patients: int,
-                 seed: int, until: date, start_year: int = 2010) -> int:
+                 seed: int, until: date, start_year: int = 2010, *,
+                 zone: ZoneInfo | None = None) -> int:
     """Write the cohort as compact JSON lines to a path or an open stream (text or binary);
     returns the number of lines written."""
     if isinstance(target, str | os.PathLike):
         with open(target, "wb") as fh:
-            return write_cohort(fh, patients, seed, until, start_year)
+            return write_cohort(fh, patients, seed, until, start_year, zone=zone)
     text = isinstance(target, io.TextIOBase)
     count, chunk = 0, []
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    for line in generate_cohort(patients, seed, until, start_year):
+    for line in generate_cohort(patients, seed, until, start_year, zone=zone):
         chunk.append(dumps(line, option=newline))
         count += 1
         if len(chunk) >= 4096:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from events.envelope import RecordedEvent
-from events.vocabulary import EntryCorrected, EntryVoided
+from tracker.facts import amendments
 
 
 def local_iso(moment: datetime, zone: tzinfo) -> str:
@@ -20,13 +20,9 @@ def local_iso(moment: datetime, zone: tzinfo) -> str:
 def timeline(events: Sequence[RecordedEvent], *, known_at: datetime | None = None,
              zone: tzinfo = UTC) -> list[dict[str, Any]]:
     known = [e for e in events if known_at is None or e.recorded_at <= known_at]
-    voided_by: dict[str, str] = {}
-    corrected_by: dict[str, str] = {}
-    for e in sorted(known, key=lambda e: e.position):
-        if isinstance(e.data, EntryVoided):
-            voided_by[e.data.target_event_id] = e.event_id
-        elif isinstance(e.data, EntryCorrected):
-            corrected_by[e.data.target_event_id] = e.event_id
+    changes = amendments(known)  # the same voids and corrections facts() applies
+    voided_by = changes.voided_by
+    corrected_by = {target: by for target, (by, _data) in changes.corrected.items()}
     rows = []
     for e in sorted(known, key=lambda e: (e.occurred_at, e.position)):
         row = e.as_dict()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from events.errors import UnknownEventType
 from events.vocabulary.alerting import (
     AlertAcknowledged,
     AlertCancelled,
@@ -42,8 +43,11 @@ EVENT_TYPES: dict[str, type[EventData]] = {
 
 
 def data_class_for(event_type: str) -> type[EventData]:
-    """The data model of a type name (KeyError for an unknown one)."""
-    return EVENT_TYPES[event_type]
+    """The data model of a type name (:class:`UnknownEventType` for an unknown one)."""
+    try:
+        return EVENT_TYPES[event_type]
+    except KeyError:
+        raise UnknownEventType(f"unknown event type {event_type!r}") from None
 
 
 IMPORTABLE_TYPES: dict[str, type[EventData]] = {

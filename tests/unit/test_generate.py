@@ -192,8 +192,8 @@ def test_the_until_filter_keeps_the_day_itself_and_drops_the_day_after(
         monkeypatch: pytest.MonkeyPatch) -> None:
     until = date(2016, 6, 30)
 
-    def fake(rng: random.Random, ref: str, diagnosis: date) -> gen._Patient:
-        p = gen._Patient(rng, ref, diagnosis)
+    def fake(rng: random.Random, ref: str, diagnosis: date, zone: ZoneInfo) -> gen._Patient:
+        p = gen._Patient(rng, ref, diagnosis, zone)
         for day in (until - timedelta(days=1), until, until + timedelta(days=1)):
             p.add("VisitRecorded", day, {"pain": True, "swelling": False,
                                          "functional_limitation": False}, "dr.ruiz")
@@ -213,7 +213,7 @@ def test_the_until_filter_keeps_the_day_itself_and_drops_the_day_after(
     (date(2015, 10, 26), "+01:00"), (date(2016, 3, 26), "+01:00"), (date(2016, 3, 27), "+02:00"),
 ])
 def test_madrid_offset_changes_on_the_last_sunday(day: date, offset: str) -> None:
-    assert patient_module._offset(day) == offset
+    assert patient_module._offset(day, ZoneInfo("Europe/Madrid")) == offset
     noon = datetime(day.year, day.month, day.day, 12, tzinfo=ZoneInfo("Europe/Madrid"))
     assert noon.isoformat()[-6:] == offset
 
@@ -230,11 +230,33 @@ def test_lab_units_are_mostly_canonical_with_some_accepted_alternatives(
         assert UNITS[d["analyte"]].low <= value <= UNITS[d["analyte"]].high
 
 
+@pytest.mark.parametrize(("day", "zone", "offset"), [
+    (date(2025, 3, 29), "Europe/Madrid", "+01:00"),  # the Saturday before summer time
+    (date(2025, 3, 30), "Europe/Madrid", "+02:00"),  # the change (at 02:00, before clinic)
+    (date(2025, 10, 25), "Europe/Madrid", "+02:00"),
+    (date(2025, 10, 26), "Europe/Madrid", "+01:00"),
+    (date(2025, 3, 30), "Atlantic/Canary", "+01:00"),
+    (date(2025, 7, 1), "America/Sao_Paulo", "-03:00"),
+    (date(2025, 7, 1), "Asia/Kolkata", "+05:30"),
+])
+def test_timed_events_carry_the_offset_of_the_zone(day: date, zone: str, offset: str) -> None:
+    assert patient_module._offset(day, ZoneInfo(zone)) == offset
+
+
+def test_the_generator_writes_the_configured_zone() -> None:
+    def timed(zone: str | None) -> set[str]:
+        lines = generate_cohort(3, 7, date(2016, 12, 31),
+                                zone=ZoneInfo(zone) if zone else None)
+        return {x["occurred_at"][19:] for x in lines if len(x["occurred_at"]) > 10}
+
+    assert timed(None) == timed("Europe/Madrid") == {"+01:00", "+02:00"}
+    assert timed("America/Sao_Paulo") <= {"-02:00", "-03:00"}
+
+
 def test_committed_examples_are_this_generators_output() -> None:
     fresh = io.BytesIO()
     write_cohort(fresh, 12, 7, date(2016, 12, 31))
-    for path in (REPO / "examples/cohort-12.jsonl", REPO / "tracker/examples/cohort-12.jsonl"):
-        assert path.read_bytes() == fresh.getvalue(), path
+    assert (REPO / "examples/cohort-12.jsonl").read_bytes() == fresh.getvalue()
 
 
 # -- realism (500 patients, loose bounds) -------------------------------------------------------

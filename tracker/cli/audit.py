@@ -14,7 +14,8 @@ from tracker.cli.common import (
     parse_instant,
     pass_state,
 )
-from tracker.errors import ConfigurationError, NotFound
+from tracker.cli.everyday import no_patient
+from tracker.errors import ConfigurationError
 from tracker.sealing import (
     LogNoLongerSealed,
     check_seal,
@@ -38,7 +39,7 @@ def timeline_cmd(state: State, patient: str, as_json: bool, known_at: str | None
     app = state.app()
     events = app.store.read_stream(patient)
     if not events:
-        raise NotFound(f"no patient {patient!r} in the store")
+        raise no_patient(app, patient)
     rows = timeline(events, known_at=parse_instant(known_at, "--known-at", app.protocol.zone),
                     zone=app.protocol.zone)
     if as_json:

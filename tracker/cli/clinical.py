@@ -17,6 +17,8 @@ from tracker.cli.common import (
     parse_instant,
     pass_state,
 )
+from tracker.cli.everyday import no_patient
+from tracker.cli.wardlist import print_ward_list
 from tracker.errors import NotFound
 from tracker.readmodel import StatusProjector, due_before
 from tracker.replay import Question, replay
@@ -33,7 +35,7 @@ def evaluation_for(state: State, patient: str, at: str | None, known_at: str | N
     instant = parse_instant(known_at, "--known-at", zone)
     events = app.store.read_stream(patient)
     if not events:
-        raise NotFound(f"no patient {patient!r} in the store")
+        raise no_patient(app, patient)
     return evaluate(patient, events, at=on, known_at=instant, protocol=app.protocol)
 
 
@@ -171,11 +173,7 @@ def due_cmd(state: State, at: str | None, known_at: str | None, soon_days: int,
         emit_json(items)  # interchange: one object per open item, sorted by date
         return
     click.echo(f"as of {on.isoformat()}, {source}")
-    if not items:
-        click.echo(f"nothing due on {on.isoformat()}")
-    for i in items:
-        click.echo(f"{i['due_on']}  {i['status']:<8} {i['severity']:<7} {i['patient']:<12} "
-                   f"{i['kind']} ({i['item']})")
+    print_ward_list(items, on, app.protocol.alert_lookback_days)
 
 
 @click.group("projections")

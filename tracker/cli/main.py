@@ -9,6 +9,7 @@ from tracker import db
 from tracker.cli.audit import seal_cmd, timeline_cmd, verify_cmd
 from tracker.cli.clinical import due_cmd, explain_cmd, projections_group, status_cmd
 from tracker.cli.common import State, handles_errors, pass_state
+from tracker.cli.everyday import enroll_cmd, info_cmd, package_version
 from tracker.cli.failures import FailSafeGroup
 from tracker.cli.records import (
     generate_cmd,
@@ -23,6 +24,7 @@ from tracker.settings import load_settings
 
 
 @click.group(cls=FailSafeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_version(), "--version", prog_name="cno-tracker")
 @click.option("--debug", is_flag=True,
               help="also print an unexpected error's traceback on the terminal")
 @click.pass_context
@@ -43,14 +45,29 @@ def db_group() -> None:
 @handles_errors
 def db_upgrade(state: State) -> None:
     """Bring the schema up to date (safe to run from several releases at once)."""
+    from events.store.engine import make_engine
+    from tracker.cli.everyday import database_label
+
     settings = load_settings()
-    db.upgrade(settings.database_url)
-    click.echo("database schema is up to date")
+    engine = make_engine(settings.database_url)
+    try:
+        before = db.current_revisions(engine)
+        db.upgrade(settings.database_url)
+        after = db.current_revisions(engine)
+    finally:
+        engine.dispose()
+    where = database_label(settings.database_url)
+    if before == after:
+        click.echo(f"{where}: schema already at {', '.join(sorted(after))}; nothing to do")
+    else:
+        click.echo(f"{where}: schema upgraded from {', '.join(sorted(before)) or 'empty'} "
+                   f"to {', '.join(sorted(after))}")
 
 
 for command in (import_cmd, record_cmd, visit_cmd, lab_cmd, infusion_cmd, timeline_cmd,
                 verify_cmd, status_cmd, explain_cmd, due_cmd, projections_group, generate_cmd,
-                worker_cmd, alerts_group, chart_cmd, cohort_report_cmd, seal_cmd):
+                worker_cmd, alerts_group, chart_cmd, cohort_report_cmd, seal_cmd, enroll_cmd,
+                info_cmd):
     cli.add_command(command)
 
 

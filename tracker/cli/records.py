@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -9,7 +10,9 @@ from typing import IO, Any
 import click
 import orjson
 
+from events.vocabulary import IMPORTABLE_TYPES, UNITS
 from tracker.cli.common import State, check_by, handles_errors, pass_state
+from tracker.errors import ImportRefused
 from tracker.importing import MAX_LINE_BYTES, ImportReport, bounded_lines, import_lines
 
 PROGRESS_MIN_BYTES = 1_000_000
@@ -70,18 +73,27 @@ def import_cmd(state: State, file: Path, by: str, dry_run: bool, max_line_bytes:
 
 
 def record_one(state: State, event_type: str, patient: str, when: str, data: dict[str, Any],
-               *, by: str | None, key: str | None) -> None:
+               *, by: str | None, key: str | None) -> str | None:
+    """Record one event through the import's validation; its id, or None for a repeat."""
     line: dict[str, Any] = {"type": event_type, "patient": patient, "occurred_at": when,
                             "data": data}
     if by:
         line["recorded_by"] = by
     if key:
         line["idempotency_key"] = key
-    report = _run_import(state, [orjson.dumps(line)], by=by or "cli", dry_run=False)
+    if event_type != "PatientEnrolled":
+        from tracker.cli.everyday import require_patient
+
+        require_patient(state.app(), patient)
+    try:
+        report = _run_import(state, [orjson.dumps(line)], by=by or "cli", dry_run=False)
+    except ImportRefused as exc:  # one entry, not a file: its problems have no line
+        raise ImportRefused([dataclasses.replace(p, line=None) for p in exc.problems]) from None
     if report.written:
         click.echo(f"recorded {event_type} for {patient}: {report.event_ids[0]}")
-    else:
-        click.echo(f"already recorded (idempotency key {key!r}); nothing written")
+        return report.event_ids[0]
+    click.echo(f"already recorded (idempotency key {key!r}); nothing written")
+    return None
 
 
 _common = [
@@ -98,7 +110,20 @@ def common_options(fn: Any) -> Any:
     return fn
 
 
-@click.command("record")
+def _record_epilog() -> str:
+    names = sorted(IMPORTABLE_TYPES)
+    rows = [", ".join(names[i:i + 4]) for i in range(0, len(names), 4)]
+    return ("\b\nEvent types (TYPE; their data fields: docs/import-format.md):\n  "
+            + ",\n  ".join(rows))
+
+
+def _lab_epilog() -> str:
+    rows = [f"  {name:<26} {', '.join([rule.canonical, *rule.alternatives])}"
+            for name, rule in UNITS.items()]
+    return "\b\nAnalytes and accepted units (the first is canonical):\n" + "\n".join(rows)
+
+
+@click.command("record", epilog=_record_epilog())
 @click.argument("event_type", metavar="TYPE")
 @click.argument("patient")
 @common_options
@@ -113,10 +138,6 @@ def record_cmd(state: State, event_type: str, patient: str, when: str, by: str |
     except orjson.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
     record_one(state, event_type, patient, when, data, by=by, key=key)
-
-
-def _flag(value: bool | None) -> bool:
-    return bool(value)
 
 
 @click.command("visit")
@@ -150,7 +171,7 @@ def visit_cmd(state: State, patient: str, when: str, by: str | None, key: str | 
     record_one(state, "VisitRecorded", patient, when, data, by=by, key=key)
 
 
-@click.command("lab")
+@click.command("lab", epilog=_lab_epilog())
 @click.argument("patient")
 @click.argument("analyte")
 @click.argument("value", type=float)
@@ -183,9 +204,21 @@ def lab_cmd(state: State, patient: str, analyte: str, value: float, unit: str, w
 @handles_errors
 def infusion_cmd(state: State, patient: str, when: str, by: str | None, key: str | None,
                  **fields: Any) -> None:
-    """Record an infusion given to PATIENT."""
+    """Record an infusion given to PATIENT, then print the protocol deviations this dose
+    creates (e.g. above 60 mg, above 1 mg/kg, over the yearly cap)."""
+    from tracker.cli.clinical import evaluation_for
+
     data = {k: v for k, v in fields.items() if v is not None}
-    record_one(state, "InfusionAdministered", patient, when, data, by=by, key=key)
+    event_id = record_one(state, "InfusionAdministered", patient, when, data, by=by, key=key)
+    if event_id is None:
+        return
+    ev = evaluation_for(state, patient, None, None)
+    found = [d for d in [*ev.pamidronate.deviations, *ev.treatment.deviations]
+             if d.event_id == event_id]
+    for d in found:
+        click.echo(f"  deviation    {d.kind}: {d.detail}")
+    if not found:
+        click.echo("  no protocol deviation for this dose")
 
 
 @click.command("generate-cohort")
@@ -199,11 +232,16 @@ def generate_cmd(patients: int, seed: int, until: str | None, start_year: int | 
                  output: str) -> None:
     """Write a JSONL file of realistic synthetic CNO courses (import format)."""
     from datetime import date, timedelta
+    from zoneinfo import ZoneInfo
 
     from tracker.generate import write_cohort
+    from tracker.protocol import load_protocol
+    from tracker.settings import load_settings
 
     end = date.fromisoformat(until) if until else date.today() - timedelta(days=1)
     first = start_year if start_year is not None else end.year - 3
     target: Any = sys.stdout.buffer if output == "-" else output
-    n = write_cohort(target, patients, seed, end, start_year=first)
+    settings = load_settings()
+    zone = settings.timezone or load_protocol(settings.protocol_file).timezone
+    n = write_cohort(target, patients, seed, end, start_year=first, zone=ZoneInfo(zone))
     click.echo(f"wrote {n} line(s) for {patients} patient(s)", err=True)

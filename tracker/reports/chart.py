@@ -21,7 +21,8 @@ display and no global state); ``save_chart`` writes PNG or SVG by the file's suf
 **[reading]** The time axis runs from the first clinical date on record (or symptom onset,
 if earlier) to the evaluation date, but stops 180 days after the last recorded event when
 the evaluation date lies further out, so a chart drawn years later stays readable; the
-subtitle names the evaluation date either way.
+subtitle names the evaluation date either way, and when the axis stops early a label at
+the right edge of the first panel points to it (there is then no dotted line to draw).
 """
 
 from __future__ import annotations
@@ -417,9 +418,17 @@ def course_chart(ev: Evaluation) -> Figure:
         if x0 <= ev.at <= x1:
             ax.axvline(_num(ev.at), color="0.2", linestyle=":", linewidth=1.2)
     top = axes[0]
+    label_box = {"boxstyle": "square,pad=0.15", "facecolor": "white", "edgecolor": "none"}
     if diagnosed is not None:
-        top.annotate("diagnosis", (_num(diagnosed), 1.0), xytext=(2, 2),
-                     textcoords="offset points", fontsize=8, va="bottom")
+        # inside the panel, at its foot: above the axes it ran into the panel's title
+        top.annotate("diagnosis", (_num(diagnosed), 0.0), xycoords=("data", "axes fraction"),
+                     xytext=(3, 3), textcoords="offset points", fontsize=8, ha="left",
+                     va="bottom", bbox=label_box)
+    evaluation_shown = x0 <= ev.at <= x1
+    if not evaluation_shown:  # the axis stops early: say where the evaluation date lies
+        top.annotate(f"evaluation date {ev.at.isoformat()} \u2192", (1.0, 0.0),
+                     xycoords="axes fraction", xytext=(-3, 3), textcoords="offset points",
+                     fontsize=8, ha="right", va="bottom", bbox=label_box)
     last = axes[-1]
     last.set_xlim(_num(x0), _num(x1))
     locator = mdates.AutoDateLocator(minticks=6, maxticks=14)
@@ -434,9 +443,11 @@ def course_chart(ev: Evaluation) -> Figure:
     tail = "" if x1 >= ev.at else f" (nothing recorded after {latest.isoformat()})"
     # the reference only: a chart left on a printer must not name the diagnosis
     fig.suptitle(f"Course of {ev.patient}", fontsize=15, fontweight="bold")
-    top.text(0.0, 1.25, f"evaluated at {ev.at.isoformat()}{tail}{known}; dash-dot line: "
-             f"diagnosis, dotted line: evaluation date", transform=top.transAxes,
-             fontsize=9)
+    lines = "dash-dot line: diagnosis" if diagnosed is not None else ""
+    lines += ("" if not lines else ", ") + ("dotted line: evaluation date" if evaluation_shown
+                                           else "the evaluation date lies beyond the right edge")
+    top.text(0.0, 1.25, f"evaluated at {ev.at.isoformat()}{tail}{known}; {lines}",
+             transform=top.transAxes, fontsize=9)
     return fig
 
 
