@@ -75,7 +75,7 @@ _CHUNK = 400
 
 
 def is_patient_stream(stream: str) -> bool:
-    return not stream.startswith("alert:")
+    return not stream.startswith(("alert:", "account:", "access:"))
 
 
 PARALLEL_MIN = 200  # fewer touched patients are folded in-process (a pool costs ~1 s)

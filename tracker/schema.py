@@ -6,6 +6,6 @@ both, so Alembic sees the whole schema."""
 from __future__ import annotations
 
 from events.store.tables import metadata
-from tracker import readmodel  # noqa: F401  (registers the read model's tables)
+from tracker import account_tables, readmodel  # noqa: F401  (registers their tables)
 
 __all__ = ["metadata"]

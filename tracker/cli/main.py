@@ -18,6 +18,7 @@ from tracker.cli.records import (
     visit_cmd,
 )
 from tracker.cli.reports import chart_cmd, cohort_report_cmd
+from tracker.cli.users import users_group
 from tracker.settings import load_settings
 
 
@@ -48,6 +49,7 @@ for command in (import_cmd, record_cmd, visit_cmd, lab_cmd, infusion_cmd, timeli
                 verify_cmd, status_cmd, explain_cmd, due_cmd, projections_group, generate_cmd,
                 worker_cmd, alerts_group, chart_cmd, cohort_report_cmd):
     cli.add_command(command)
+cli.add_command(users_group)
 
 
 def main() -> None:
