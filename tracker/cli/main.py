@@ -20,6 +20,7 @@ from tracker.cli.records import (
 from tracker.cli.reports import chart_cmd, cohort_report_cmd
 from tracker.cli.users import users_group
 from tracker.settings import load_settings
+from web.cli import web_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,6 +51,7 @@ for command in (import_cmd, record_cmd, visit_cmd, lab_cmd, infusion_cmd, timeli
                 worker_cmd, alerts_group, chart_cmd, cohort_report_cmd):
     cli.add_command(command)
 cli.add_command(users_group)
+cli.add_command(web_cmd)
 
 
 def main() -> None:
