@@ -42,6 +42,10 @@ ROUTERS = (
     "web.routes.ward",
     "web.routes.patient",
     "web.routes.alerts",
+    "web.routes.audit",
+    "web.routes.admin",
+    "web.routes.forms",
+    "web.routes.previewed",
 )
 
 

@@ -16,8 +16,9 @@ from web.permissions import MATRIX, PUBLIC_PATHS, Action, allowed, matrix_markdo
 ALLOWED_STATUS = {("GET", "/a/{short}"): 303, ("POST", "/alerts/{alert_id}/ack"): 303}
 
 
-def concrete(path: str, alert_id: str) -> str:
+def concrete(path: str, alert_id: str, event_id: str = "") -> str:
     return (path.replace("{ref}", "W-0001").replace("{alert_id}", alert_id)
+            .replace("{event_id}", event_id)
             .replace("{short}", alert_id[:8]).replace("{name}", "nurse")
             .replace("{username}", "nurse"))
 
@@ -25,6 +26,7 @@ def concrete(path: str, alert_id: str) -> str:
 def test_every_route_for_every_role(web: WebHarness) -> None:
     web.import_ward()
     alert_id = web.raise_alerts()[0]
+    event_id = web.core.store.read_stream("W-0001")[-1].event_id
     routes = {k: v for k, v in route_actions(web.app.state.routers).items()
               if k[1] not in PUBLIC_PATHS and k[0] != "HEAD"}
     assert ("GET", "/patients/{ref}") in routes and ("POST", "/alerts/{alert_id}/ack") in routes
@@ -35,7 +37,7 @@ def test_every_route_for_every_role(web: WebHarness) -> None:
         token = csrf_of(client.get("/login?next=/", follow_redirects=True).text) \
             if role is not Role.INTEGRATION else None
         for (method, path), action in sorted(routes.items()):
-            url = concrete(path, alert_id)
+            url = concrete(path, alert_id, event_id)
             data = {"csrf_token": token or "", "note": "seen"} if method == "POST" else None
             response = client.request(method, url, data=data, follow_redirects=False)
             may = allowed(role.value, Action(action))
