@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
 from alerts.outbox import AlertRow, DeliveryRow, Outbox, stream_of
+from web.access import log_access
 from web.deps import Principal, WebContext, context, requires
 from web.permissions import Action
 from web.templating import render
@@ -117,11 +118,12 @@ def acknowledge(request: Request, alert_id: str, note: Annotated[str, Form()] = 
     if len(text) > NOTE_MAX:
         return _alert_page(request, ctx, user, alert_id, note=text, status_code=400,
                            error=f"note: at most {NOTE_MAX} characters ({len(text)} given)")
-    _one(ctx, alert_id)  # 404 for an unknown alert
+    alert, _ = _one(ctx, alert_id)  # 404 for an unknown alert
     outbox = _outbox(ctx)
     with outbox.transaction() as writer:
         before = outbox.acknowledge(writer, alert_id, by=user.username, note=text or None,
                                     now=ctx.core.clock.now())
+    log_access(request, user, "ack", patient=alert.patient, target=f"/alerts/{alert_id}")
     if before.status == "cancelled":
         return _alert_page(request, ctx, user, alert_id, status_code=409,
                            error="This alert was cancelled: nothing to acknowledge.")

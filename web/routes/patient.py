@@ -18,8 +18,9 @@ from tracker.bootstrap import App
 from tracker.projections.common import Explanation
 from tracker.status import Evaluation, evaluate
 from tracker.timeline import timeline
+from web.access import log_access
 from web.deps import Principal, context, requires
-from web.permissions import Action
+from web.permissions import Action, allowed
 from web.templating import render
 
 router = APIRouter()
@@ -114,12 +115,14 @@ def patient(request: Request, ref: str, at: str = "", known_at: str = "",
                   for m in status["monitoring"]]
     rows = [dict(r, summary=summary_of(r))
             for r in timeline(events, known_at=view.known_at, zone=core.protocol.zone)]
+    log_access(request, user, "view", patient=ref, target=_target(request))
     return render(request, "patient.html", {
         "ref": ref, "s": status, "view": view, "findings": findings,
         "deviations": deviations, "monitoring": monitoring, "timeline": rows,
         "at": at, "known_at": known_at, "query": view.query(at, known_at),
         "known_at_local": view.known_at.astimezone(core.protocol.zone).isoformat(
-            timespec="minutes") if view.known_at else None}, user=user)
+            timespec="minutes") if view.known_at else None,
+        "can": {a.value: allowed(user.role, a) for a in Action}}, user=user)
 
 
 @router.get("/patients/{ref}/chart")
@@ -133,9 +136,15 @@ def chart(request: Request, ref: str, at: str = "", known_at: str = "",
         return _bad_view(request, user, exc)
     events = _events(core, ref)
     key = (ref, events[-1].version, view.at, view.known_at, core.protocol.fingerprint)
+    log_access(request, user, "chart", patient=ref, target=_target(request))
     svg = ctx.charts.get(key, lambda: evaluate(ref, events, at=view.at, known_at=view.known_at,
                                                protocol=core.protocol))
     return HTMLResponse(f'<figure class="chart">{svg}</figure>')
+
+
+def _target(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
 
 
 def summary_of(row: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from tracker.bootstrap import App
 from tracker.due import STANDING_KINDS
 from tracker.readmodel import StatusProjector, due_before
 from tracker.worklist import SOON_DAYS, worklist
+from web.access import log_access
 from web.deps import Principal, context, requires
 from web.permissions import Action
 from web.templating import render
@@ -82,6 +83,8 @@ def ward_csv(request: Request, severity: Severity = "", kind: str = "", patient:
     core = context(request).core
     on = _today(core)
     items = _filtered(ward_items(core, on), severity, kind, patient)
+    log_access(request, user, "export", target=str(request.url.path) + (
+        f"?{request.url.query}" if request.url.query else ""))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore",
                             lineterminator="\n")
