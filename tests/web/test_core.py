@@ -200,3 +200,29 @@ def test_health_and_readiness_need_no_login_and_show_no_clinical_data(
     assert ready.json() == {"status": "ready", "checks": {
         "database": "ok", "schema": "ok", "worker": "not reported"}}
     assert "W-0001" not in ready.text
+
+
+def test_readiness_fails_on_a_stale_worker_heartbeat(web: WebHarness) -> None:
+    from web.health import Health
+
+    ctx = web.app.state.web
+    beat = web.clock.now() - timedelta(seconds=300)
+    ctx.health = Health(web.core, max_age=timedelta(seconds=300), heartbeat=lambda conn: beat)
+    client = web.anonymous()
+    fresh = client.get("/readyz")
+    assert fresh.status_code == 200 and fresh.json()["checks"]["worker"] == "ok"
+    web.clock.advance(timedelta(seconds=1))
+    stale = client.get("/readyz")
+    assert stale.status_code == 503
+    assert stale.json() == {"status": "not ready", "checks": {
+        "database": "ok", "schema": "ok", "worker": "stale: last heartbeat 301 s ago"}}
+
+
+def test_readiness_fails_when_the_schema_is_behind(web: WebHarness) -> None:
+    from sqlalchemy import text
+
+    with web.core.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0003_alerts'"))
+    ready = web.anonymous().get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["schema"] == "not current: run `cno-tracker db upgrade`"
