@@ -9,6 +9,7 @@ import io
 from datetime import date, timedelta
 
 import orjson
+import pytest
 
 from tests.web.conftest import WebHarness, csrf_of
 from tests.web.scenario import TODAY
@@ -248,3 +249,17 @@ def test_the_patient_page_offers_what_the_role_may_do(web: WebHarness) -> None:
     auditor = web.client("auditor").get("/patients/W-0001").text
     assert 'href="/audit/patients/W-0001"' in auditor
     assert 'href="/patients/W-0001/lab"' not in auditor and "/void" not in auditor
+
+
+def test_a_long_section_shows_its_first_items_and_says_how_many_more(
+        web: WebHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    import web.routes.ward as ward
+
+    web.import_ward()
+    monkeypatch.setattr(ward, "SECTION_LIMIT", 1)
+    page = web.client("nurse").get("/").text
+    assert "Overdue: <strong>2</strong>" in page
+    assert "post_dose_2_labs" in page and "post_dose_3_labs" not in page
+    assert "1 more overdue item(s) not shown: filter the list, or export the CSV." in page
+    rows = web.client("nurse").get("/ward.csv").text.strip().splitlines()
+    assert len(rows) == 3  # the header and both items

@@ -25,6 +25,8 @@ from web.templating import render
 router = APIRouter()
 SECTIONS = (("overdue", "Overdue"), ("due", "Due"), ("due_soon", "Due soon"), ("news", "News"))
 REFRESH_SECONDS = 60
+#: items shown per section (earliest first); the counts and the CSV export have them all
+SECTION_LIMIT = 100
 Severity = Literal["", "info", "warning", "urgent"]
 CSV_COLUMNS = ("due_on", "section", "status", "severity", "patient", "kind", "item", "fires_on")
 
@@ -68,8 +70,9 @@ def ward(request: Request, severity: Severity = "", kind: str = "", patient: str
     counts = Counter(i["section"] for i in items)
     query = {k: v for k, v in (("severity", severity), ("kind", kind), ("patient", patient))
              if v}
-    page = {"on": on, "sections": SECTIONS, "counts": counts,
-            "by_section": {s: [i for i in items if i["section"] == s] for s, _ in SECTIONS},
+    page = {"on": on, "sections": SECTIONS, "counts": counts, "limit": SECTION_LIMIT,
+            "by_section": {s: [i for i in items if i["section"] == s][:SECTION_LIMIT]
+                           for s, _ in SECTIONS},
             "kinds": sorted({i["kind"] for i in everything} | ({kind} if kind else set())),
             "severity": severity, "kind": kind, "patient": patient,
             "query": urlencode(query), "refresh": REFRESH_SECONDS, "total": len(items)}
