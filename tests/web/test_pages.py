@@ -134,6 +134,11 @@ def test_the_chart_is_inline_svg_without_inline_style_and_cached(web: WebHarness
     assert 'role="img"' in svg and 'aria-label="Course chart of W-0001' in svg
     assert charts.drawn == 1
     assert client.get("/patients/W-0001/chart").text == svg and charts.drawn == 1
+    plain = client.get("/patients/W-0001/chart", headers={"Accept-Encoding": "identity"})
+    zipped = client.get("/patients/W-0001/chart", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers and plain.text == svg
+    assert zipped.headers["content-encoding"] == "gzip" and zipped.text == svg
+    assert int(zipped.headers["content-length"]) * 4 < len(svg.encode())
     client.get("/patients/W-0001/chart?at=2016-02-25")
     assert charts.drawn == 2  # another date is another chart
     web.clock.advance(timedelta(minutes=1))

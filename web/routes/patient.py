@@ -137,9 +137,12 @@ def chart(request: Request, ref: str, at: str = "", known_at: str = "",
     events = _events(core, ref)
     key = (ref, events[-1].version, view.at, view.known_at, core.protocol.fingerprint)
     log_access(request, user, "chart", patient=ref, target=_target(request))
-    svg = ctx.charts.get(key, lambda: evaluate(ref, events, at=view.at, known_at=view.known_at,
-                                               protocol=core.protocol))
-    return HTMLResponse(f'<figure class="chart">{svg}</figure>')
+    found = ctx.charts.get(key, lambda: evaluate(ref, events, at=view.at,
+                                                 known_at=view.known_at, protocol=core.protocol))
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(found.gzipped, media_type="text/html; charset=utf-8", headers={
+            "Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+    return HTMLResponse(found.html, headers={"Vary": "Accept-Encoding"})
 
 
 def _target(request: Request) -> str:
