@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy import Connection, text
 
 import alerts.tables  # noqa: F401  (registers the alert outbox tables)
+import web.tables  # noqa: F401  (registers the web sessions table)
 from events.store.engine import make_engine
 from tracker.schema import metadata
 

@@ -6,6 +6,6 @@ both, so Alembic sees the whole schema."""
 from __future__ import annotations
 
 from events.store.tables import metadata
-from tracker import readmodel, sealing  # noqa: F401  (register the read model's and seals' tables)
+from tracker import account_tables, readmodel, sealing  # noqa: F401  (registers their tables)
 
 __all__ = ["metadata"]

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from events.errors import UnknownEventType
+from events.vocabulary.access import RecordAccessed
+from events.vocabulary.accounts import (
+    AccountCreated,
+    AccountDisabled,
+    AccountLocked,
+    AccountPasswordChanged,
+    AccountRoleChanged,
+)
 from events.vocabulary.alerting import (
     AlertAcknowledged,
     AlertCancelled,
@@ -38,6 +46,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         MedicationStopped, InfusionAdministered, AdverseEventRecorded, ProcedureRecorded,
         EntryVoided, EntryCorrected,
         AlertRaised, AlertSent, AlertFailed, AlertEscalated, AlertAcknowledged, AlertCancelled,
+        AccountCreated, AccountRoleChanged, AccountPasswordChanged, AccountDisabled,
+        AccountLocked, RecordAccessed,
     )
 }
 

@@ -20,7 +20,9 @@ from tracker.cli.records import (
     visit_cmd,
 )
 from tracker.cli.reports import chart_cmd, cohort_report_cmd
+from tracker.cli.users import users_group
 from tracker.settings import load_settings
+from web.cli import web_cmd
 
 
 @click.group(cls=FailSafeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,6 +71,8 @@ for command in (import_cmd, record_cmd, visit_cmd, lab_cmd, infusion_cmd, timeli
                 worker_cmd, alerts_group, chart_cmd, cohort_report_cmd, seal_cmd, enroll_cmd,
                 info_cmd):
     cli.add_command(command)
+cli.add_command(users_group)
+cli.add_command(web_cmd)
 
 
 def main() -> None:

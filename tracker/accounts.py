@@ -1,0 +1,281 @@
+"""Staff accounts: create, list, change role, disable, set a password, authenticate.
+
+Each account's history is events in its own stream ``account:<username>`` (who had access
+when is auditable by replaying the log); the ``accounts`` table holds the current state a
+login reads at once, and the argon2id hash of the password, which never enters the log.
+Both are written in one transaction.
+
+**[reading]** After ``MAX_FAILURES`` (5) consecutive failed attempts the account is locked
+for ``LOCK_FOR`` (15 minutes) from the fifth failure; a locked account refuses even the
+right password and attempts while it is locked are not counted; at ``locked_until`` itself
+it is open again with a fresh count. A successful login resets the count.
+A disabled account refuses every login, and its live sessions stop at their next request
+(the web application reads :meth:`Accounts.get` on every request)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from events.envelope import NewEvent
+from events.errors import ConcurrencyConflict
+from events.store import EventStore
+from events.vocabulary import (
+    AccountCreated,
+    AccountDisabled,
+    AccountLocked,
+    AccountPasswordChanged,
+    AccountRoleChanged,
+    EventData,
+)
+from tracker.account_tables import accounts as A
+from tracker.clock import Clock
+from tracker.errors import CommandRefused, NotFound, TrackerError
+
+MAX_FAILURES = 5
+LOCK_FOR = timedelta(minutes=15)
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024
+#: lowercase staff ids like the roster's (``nurse.lopez``); short enough for the stream name
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,55}$")
+STREAM_PREFIX = "account:"
+
+
+class Role(StrEnum):
+    """The web roles; the same words as the roster's alert routing roles."""
+
+    CLINICIAN = "clinician"
+    NURSE = "nurse"
+    PHARMACIST = "pharmacist"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+    INTEGRATION = "integration"
+
+
+ROLES: tuple[str, ...] = tuple(r.value for r in Role)
+
+
+class AccountExists(TrackerError):
+    exit_code = 3
+
+
+class LoginRefused(TrackerError):
+    """One message whatever the reason, so a login form tells an attacker nothing;
+    ``reason`` (unknown, password, disabled, locked) is for tests and the audit only."""
+
+    exit_code = 2
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__("unknown user name or wrong password")
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    username: str
+    role: str
+    member: str | None
+    disabled: bool
+    failed_attempts: int
+    locked_until: datetime | None
+    created_at: datetime
+
+    def locked(self, now: datetime) -> bool:
+        return self.locked_until is not None and now < self.locked_until
+
+
+def stream_of(username: str) -> str:
+    return STREAM_PREFIX + username
+
+
+def check_username(username: str) -> str:
+    if not USERNAME_RE.fullmatch(username):
+        raise CommandRefused(
+            f"user name {username!r}: lowercase letters, digits, '.', '_' or '-', "
+            "at most 56 characters, starting with a letter or digit")
+    return username
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise CommandRefused(f"role {role!r}: must be one of {', '.join(ROLES)}")
+    return role
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise CommandRefused(f"password: at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise CommandRefused(f"password: at most {MAX_PASSWORD} characters")
+    return password
+
+
+_COLUMNS = (A.c.username, A.c.role, A.c.member, A.c.disabled, A.c.failed_attempts,
+            A.c.locked_until, A.c.created_at)
+
+
+class Accounts:
+    """The accounts of one database. ``hasher`` defaults to argon2id with the library's
+    recommended parameters (RFC 9106's low-memory profile)."""
+
+    def __init__(self, engine: Engine, store: EventStore, clock: Clock, *,
+                 hasher: PasswordHasher | None = None,
+                 member_exists: Callable[[str], bool] | None = None) -> None:
+        self.engine = engine
+        self.store = store
+        self.clock = clock
+        self.hasher = hasher or PasswordHasher()
+        self.member_exists = member_exists
+        self._dummy_hash = self.hasher.hash("not a password of anybody")
+
+    # ------------------------------------------------------------------ reading
+    def get(self, username: str) -> Account | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*_COLUMNS).where(A.c.username == username)).first()
+        return Account(*row) if row else None
+
+    def require(self, username: str) -> Account:
+        account = self.get(username)
+        if account is None:
+            raise NotFound(f"no account {username!r}")
+        return account
+
+    def all(self) -> list[Account]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*_COLUMNS).order_by(A.c.username)).all()
+        return [Account(*r) for r in rows]
+
+    def history(self, username: str) -> list[dict[str, Any]]:
+        """The account's events, oldest first (type, when, by, data)."""
+        return [{"type": e.type, "recorded_at": e.recorded_at, "recorded_by": e.recorded_by,
+                 "data": e.data.model_dump(mode="json", exclude_none=True)}
+                for e in self.store.read_stream(stream_of(username))]
+
+    # ------------------------------------------------------------------ writing
+    def add(self, username: str, role: str, password: str, *, member: str | None = None,
+            by: str) -> Account:
+        check_username(username)
+        check_role(role)
+        self._check_member(member)
+        check_password(password)
+        digest = self.hasher.hash(password)
+        now = self.clock.now()
+        try:
+            with self.store.transaction() as w:
+                if self._row(w.conn, username) is not None:
+                    raise AccountExists(f"account {username!r} exists already")
+                w.append(stream_of(username), 0, [self._event(
+                    AccountCreated(username=username, role=role, member=member), now, by)])
+                w.conn.execute(insert(A).values(
+                    username=username, role=role, member=member, password_hash=digest,
+                    disabled=False, failed_attempts=0, locked_until=None, created_at=now,
+                    updated_at=now))
+        except ConcurrencyConflict:
+            raise AccountExists(f"account {username!r} exists already") from None
+        return self.require(username)
+
+    def set_role(self, username: str, role: str, *, member: str | None, by: str) -> Account:
+        check_role(role)
+        self._check_member(member)
+        self._change(username, AccountRoleChanged(username=username, role=role, member=member),
+                     by, role=role, member=member)
+        return self.require(username)
+
+    def set_password(self, username: str, password: str, *, by: str) -> None:
+        check_password(password)
+        digest = self.hasher.hash(password)
+        self._change(username, AccountPasswordChanged(username=username), by,
+                     password_hash=digest, failed_attempts=0, locked_until=None)
+
+    def disable(self, username: str, *, by: str, reason: str | None = None) -> bool:
+        """Disable an account; False when it was disabled already (nothing written)."""
+        if self.require(username).disabled:
+            return False
+        self._change(username, AccountDisabled(username=username, reason=reason), by,
+                     disabled=True)
+        return True
+
+    # ------------------------------------------------------------------ login
+    def authenticate(self, username: str, password: str) -> Account:
+        """The account when ``password`` is right and the account may log in; otherwise
+        :class:`LoginRefused`. Failures are counted and lock the account (see the module)."""
+        now = self.clock.now()
+        account = self.get(username) if USERNAME_RE.fullmatch(username) else None
+        if account is None:
+            self._verify(self._dummy_hash, password)  # the same time as a known name
+            raise LoginRefused("unknown")
+        if account.disabled:
+            raise LoginRefused("disabled")
+        if account.locked(now):
+            raise LoginRefused("locked")
+        with self.engine.connect() as conn:
+            digest = conn.execute(select(A.c.password_hash)
+                                  .where(A.c.username == username)).scalar_one()
+        if not self._verify(digest, password):
+            self._failed(account, now)
+            raise LoginRefused("password")
+        values: dict[str, Any] = {}
+        if account.failed_attempts or account.locked_until is not None:
+            values.update(failed_attempts=0, locked_until=None)
+        if self.hasher.check_needs_rehash(digest):
+            values["password_hash"] = self.hasher.hash(password)
+        if values:
+            with self.engine.begin() as conn:
+                conn.execute(update(A).where(A.c.username == username)
+                             .values(updated_at=now, **values))
+        return self.require(username)
+
+    def _verify(self, digest: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(digest, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def _failed(self, account: Account, now: datetime) -> None:
+        with self.store.transaction() as w:
+            count = w.conn.execute(
+                update(A).where(A.c.username == account.username)
+                .values(failed_attempts=A.c.failed_attempts + 1, updated_at=now)
+                .returning(A.c.failed_attempts)).scalar_one()
+            if count >= MAX_FAILURES:
+                until = now + LOCK_FOR
+                w.conn.execute(update(A).where(A.c.username == account.username)
+                               .values(failed_attempts=0, locked_until=until))
+                stream = stream_of(account.username)
+                w.append(stream, w.head(stream).version, [self._event(
+                    AccountLocked(username=account.username, failed_attempts=count,
+                                  until=until), now, "system")])
+
+    # ------------------------------------------------------------------ helpers
+    def _check_member(self, member: str | None) -> None:
+        if member is not None and self.member_exists is not None \
+                and not self.member_exists(member):
+            raise CommandRefused(f"--member {member!r}: no such staff id in the roster")
+
+    def _row(self, conn: Connection, username: str) -> Any:
+        return conn.execute(select(A.c.username).where(A.c.username == username)).first()
+
+    def _change(self, username: str, data: EventData, by: str, **values: Any) -> None:
+        now = self.clock.now()
+        with self.store.transaction() as w:
+            if self._row(w.conn, username) is None:
+                raise NotFound(f"no account {username!r}")
+            stream = stream_of(username)
+            w.append(stream, w.head(stream).version, [self._event(data, now, by)])
+            w.conn.execute(update(A).where(A.c.username == username)
+                           .values(updated_at=now, **values))
+
+    @staticmethod
+    def _event(data: EventData, now: datetime, by: str) -> NewEvent:
+        return NewEvent(event_id=str(uuid.uuid4()), type=type(data).__name__, data=data,
+                        occurred_at=now, occurred_on=now.date(), recorded_at=now,
+                        recorded_by=by)

@@ -1,0 +1,116 @@
+"""What every route shares: the application context, the logged-in principal, and the one
+permission dependency.
+
+A route declares its permission with exactly one dependency::
+
+    @router.get("/patients/{ref}")
+    def patient(request: Request,
+                user: Principal = Depends(requires(Action.VIEW_PATIENT))) -> Response: ...
+
+:func:`requires` finds the session behind the cookie, re-reads the account (a disabled
+account's sessions end at its next request), checks the role against
+:mod:`web.permissions`, and on every state-changing method checks the CSRF token."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Depends, Request
+
+from web.permissions import Action, allowed
+from web.security import check_csrf
+
+if TYPE_CHECKING:
+    from alerts.roster import Roster
+    from tracker.accounts import Accounts
+    from tracker.bootstrap import App
+    from web.charts import ChartCache
+    from web.health import Health
+    from web.sessions import Sessions
+    from web.settings import WebSettings
+
+SESSION_COOKIE = "cno_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass
+class WebContext:
+    """Everything the routes need, built once by :func:`web.app.create_app`."""
+
+    core: App
+    settings: WebSettings
+    sessions: Sessions
+    accounts: Accounts
+    roster: Roster
+    charts: ChartCache
+    health: Health
+
+
+@dataclass(frozen=True)
+class Principal:
+    username: str
+    role: str
+    member: str | None  # the roster staff id, when the account is linked to one
+    csrf_token: str
+
+
+class LoginRequired(Exception):
+    """No live session: the browser goes to /login and comes back."""
+
+
+class Forbidden(Exception):
+    def __init__(self, action: Action) -> None:
+        super().__init__(action.value)
+        self.action = action
+
+
+def context(request: Request) -> WebContext:
+    ctx: WebContext = request.app.state.web
+    return ctx
+
+
+def current_principal(request: Request) -> Principal | None:
+    """The logged-in user behind this request's cookie, or None."""
+    if hasattr(request.state, "principal"):
+        found: Principal | None = request.state.principal
+        return found
+    principal = None
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        ctx = context(request)
+        session = ctx.sessions.load(token)
+        if session is not None:
+            account = ctx.accounts.get(session.username)
+            if account is None or account.disabled:
+                ctx.sessions.end_all(session.username)
+            else:
+                principal = Principal(account.username, str(account.role), account.member,
+                                      session.csrf_token)
+    request.state.principal = principal
+    return principal
+
+
+#: every guard made by :func:`requires`, with its action (create_app checks each route)
+GUARDS: dict[Callable[..., Any], Action] = {}
+
+
+def requires(action: Action) -> Callable[..., Awaitable[Principal]]:
+    """The dependency that lets a request through only for a role allowed ``action``."""
+
+    def authorize(request: Request) -> Principal:  # sync: FastAPI runs it in a thread
+        principal = current_principal(request)
+        if principal is None:
+            raise LoginRequired()
+        if not allowed(principal.role, action):
+            raise Forbidden(action)
+        return principal
+
+    async def guard(request: Request, principal: Principal = Depends(authorize)) -> Principal:
+        if request.method not in SAFE_METHODS:
+            await check_csrf(request, principal.csrf_token)
+        return principal
+
+    GUARDS[guard] = action
+    return guard

@@ -1,0 +1,1 @@
+"""The pages, one router per module."""

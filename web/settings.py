@@ -1,0 +1,44 @@
+"""The web application's settings (prefix ``CNO_TRACKER_``), built once in the entry point
+beside :class:`tracker.settings.Settings` and passed to :func:`web.app.create_app`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tracker.errors import ConfigurationError
+
+
+class WebSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CNO_TRACKER_", extra="ignore")
+
+    #: the address staff reach the application at; links in SMS and e-mail start with it
+    public_url: str | None = None
+    session_idle_minutes: float = Field(default=15, gt=0)
+    session_absolute_hours: float = Field(default=12, gt=0)
+    #: /readyz fails when the worker's last heartbeat is older than this
+    heartbeat_max_age_seconds: float = Field(default=300, gt=0)
+
+    @property
+    def idle(self) -> timedelta:
+        return timedelta(minutes=self.session_idle_minutes)
+
+    @property
+    def absolute(self) -> timedelta:
+        return timedelta(hours=self.session_absolute_hours)
+
+    @property
+    def https(self) -> bool:
+        return (self.public_url or "").lower().startswith("https://")
+
+
+def load_web_settings() -> WebSettings:
+    try:
+        return WebSettings()
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"CNO_TRACKER_{'.'.join(str(x) for x in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors())
+        raise ConfigurationError(f"invalid settings: {reasons}") from None
