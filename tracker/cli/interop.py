@@ -1,0 +1,112 @@
+"""``cno-tracker patients``, ``fhir`` and ``hl7``: hospital data in and out, with the
+identity link table at the door (tracker.interop)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from tracker.cli.common import State, handles_errors, pass_state
+from tracker.errors import NotFound
+from tracker.interop.identity import LinkTable, link_key_from_env
+from tracker.interop.ingest import Ingest, Outcome
+
+
+def link_table(state: State) -> LinkTable:
+    key = link_key_from_env()  # before the database: a missing key is exit 5 at once
+    return LinkTable(state.app().engine, key)
+
+
+def make_ingest(state: State, *, enrol: bool, by: str) -> Ingest:
+    links = link_table(state)
+    app = state.app()
+    return Ingest(app.store, links, clock=app.clock, protocol=app.protocol, enrol=enrol,
+                  recorded_by=by)
+
+
+def print_outcome(what: str, outcome: Outcome) -> None:
+    for line in outcome.summary(what):
+        click.echo(line)
+
+
+def read_input(file: Path) -> bytes:
+    if str(file) == "-":
+        return sys.stdin.buffer.read()
+    if not file.exists():
+        raise click.BadParameter(f"{file} does not exist", param_hint="FILE")
+    return file.read_bytes()
+
+
+@click.group("patients")
+def patients_group() -> None:
+    """The identity link table: hospital identifiers to pseudonymous references.
+
+    Needs CNO_TRACKER_LINK_KEY. `patients unlink REF` is the erasure path: the clinical
+    record stays, pseudonymous and no longer linkable to the hospital identifier."""
+
+
+@patients_group.command("link")
+@click.argument("ref")
+@click.option("--system", required=True, help="the identifier's system (e.g. the MRN's URI)")
+@click.option("--value", required=True, help="the identifier's value")
+@pass_state
+@handles_errors
+def link_cmd(state: State, ref: str, system: str, value: str) -> None:
+    """Link the hospital identifier (--system, --value) to the reference REF."""
+    links = link_table(state)
+    try:
+        from events.vocabulary.common import check_patient_ref
+
+        check_patient_ref(ref)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="REF") from None
+    added = links.link(ref, [(system, value)], state.app().clock.now())
+    click.echo(f"linked one identifier to {ref}" if added else f"already linked to {ref}")
+
+
+@patients_group.command("find")
+@click.option("--system", required=True)
+@click.option("--value", required=True)
+@pass_state
+@handles_errors
+def find_cmd(state: State, system: str, value: str) -> None:
+    """Print the reference linked to the identifier (exit 4 when there is none)."""
+    ref = link_table(state).find(system, value)
+    if ref is None:
+        raise NotFound("no patient is linked to that identifier")
+    click.echo(ref)
+
+
+@patients_group.command("unlink")
+@click.argument("ref")
+@pass_state
+@handles_errors
+def unlink_cmd(state: State, ref: str) -> None:
+    """Erase every link of REF (the erasure path): its record stays pseudonymous."""
+    n = link_table(state).unlink(ref)
+    if n == 0:
+        raise NotFound(f"{ref} has no links")
+    click.echo(f"erased {n} link(s) of {ref}; its record can no longer be linked to them")
+
+
+@click.group("fhir")
+def fhir_group() -> None:
+    """FHIR R4 in and out (validated with the fhir.resources R4B models)."""
+
+
+@fhir_group.command("import")
+@click.argument("file", type=click.Path(allow_dash=True, dir_okay=False, path_type=Path))
+@click.option("--enrol", is_flag=True,
+              help="enrol patients seen for the first time under a fresh random reference")
+@click.option("--strict", is_flag=True, help="a skipped resource is an error")
+@click.option("--by", default="fhir-import", show_default=True, help="recorded_by")
+@pass_state
+@handles_errors
+def fhir_import_cmd(state: State, file: Path, enrol: bool, strict: bool, by: str) -> None:
+    """Import a FHIR Bundle (transaction, batch, collection) or resource: all or nothing."""
+    from tracker.interop.fhir_in import import_fhir
+
+    ingest = make_ingest(state, enrol=enrol, by=by)
+    print_outcome(str(file), import_fhir(read_input(file), ingest, strict=strict))
