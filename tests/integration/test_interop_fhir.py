@@ -9,20 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from events.store import EventStore
-from events.store.engine import make_engine
-from tests.support.interop import DATA, PHI, bundle, cli, dump, write
+from tests.support.interop import DATA, PHI, bundle, cli, dump, events, write
 
 BUNDLE = str(DATA / "us-core-transaction.json")
-
-
-def events(db_url: str) -> list[object]:
-    engine = make_engine(db_url)
-    try:
-        store = EventStore(engine)
-        return [e for s in store.streams() for e in store.read_stream(s)]
-    finally:
-        engine.dispose()
 
 
 def test_unlinked_patients_are_counted_never_stored(db_url: str) -> None:

@@ -58,3 +58,34 @@ def write(tmp: Path, doc: dict[str, Any], name: str = "b.json") -> str:
     path = tmp / name
     path.write_bytes(orjson.dumps(doc))
     return str(path)
+
+
+def ingest_for(db_url: str, *, enrol: bool = True) -> Any:
+    """An ``Ingest`` on ``db_url`` (and its app, to close) with the test link key."""
+    from tracker.bootstrap import bootstrap
+    from tracker.interop.identity import LinkTable, link_key_from_env
+    from tracker.interop.ingest import Ingest
+    from tracker.settings import Settings
+
+    app = bootstrap(Settings(database_url=db_url))
+    links = LinkTable(app.engine, link_key_from_env({"CNO_TRACKER_LINK_KEY": LINK_KEY}))
+    return Ingest(app.store, links, clock=app.clock, protocol=app.protocol, enrol=enrol,
+                  recorded_by="hl7-listener"), app
+
+
+def messages(name: str) -> list[bytes]:
+    from tracker.interop.hl7_in import split_messages
+
+    return split_messages((DATA / name).read_bytes())
+
+
+def events(db_url: str) -> list[Any]:
+    """Every stored event, stream by stream."""
+    from events.store import EventStore
+
+    engine = make_engine(db_url)
+    try:
+        store = EventStore(engine)
+        return [e for s in store.streams() for e in store.read_stream(s)]
+    finally:
+        engine.dispose()

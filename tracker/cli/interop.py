@@ -10,6 +10,7 @@ import click
 
 from tracker.cli.common import State, handles_errors, pass_state
 from tracker.errors import NotFound
+from tracker.interop.codes import CodeMap
 from tracker.interop.identity import LinkTable, link_key_from_env
 from tracker.interop.ingest import Ingest, Outcome
 
@@ -110,3 +111,82 @@ def fhir_import_cmd(state: State, file: Path, enrol: bool, strict: bool, by: str
 
     ingest = make_ingest(state, enrol=enrol, by=by)
     print_outcome(str(file), import_fhir(read_input(file), ingest, strict=strict))
+
+
+def _code_map(path: Path | None) -> CodeMap:
+    from tracker.interop.codes import EMPTY_CODE_MAP, load_code_map
+
+    return load_code_map(path) if path is not None else EMPTY_CODE_MAP
+
+
+@click.group("hl7")
+def hl7_group() -> None:
+    """HL7 v2 ORU^R01 in (2.2 to 2.5.1): from a file, or an MLLP listener."""
+
+
+_code_map_option = click.option(
+    "--code-map", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="TOML of [[code]] tables (system, code, analyte) for local lab codes")
+
+
+@hl7_group.command("import")
+@click.argument("file", type=click.Path(allow_dash=True, dir_okay=False, path_type=Path))
+@click.option("--enrol", is_flag=True,
+              help="enrol patients seen for the first time under a fresh random reference")
+@_code_map_option
+@click.option("--encoding", default=None,
+              help="character set when MSH-18 is empty (e.g. ISO-8859-1); default UTF-8")
+@click.option("--by", default="hl7-import", show_default=True, help="recorded_by")
+@pass_state
+@handles_errors
+def hl7_import_cmd(state: State, file: Path, enrol: bool, code_map: Path | None,
+                   encoding: str | None, by: str) -> None:
+    """Import the ORU^R01 messages of FILE ('-' for stdin): all or nothing."""
+    from tracker.interop.hl7_in import import_file
+
+    if encoding is not None:
+        _check_encoding(encoding)
+    codes = _code_map(code_map)
+    ingest = make_ingest(state, enrol=enrol, by=by)
+    print_outcome(str(file), import_file(read_input(file), ingest, code_map=codes,
+                                         encoding=encoding))
+
+
+def _check_encoding(name: str) -> None:
+    import codecs
+
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise click.BadParameter(f"unknown character set {name!r}", param_hint="--encoding") \
+            from None
+
+
+@hl7_group.command("listen")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=2575, show_default=True)
+@click.option("--enrol", is_flag=True,
+              help="enrol patients seen for the first time under a fresh random reference")
+@_code_map_option
+@click.option("--encoding", default=None, help="character set when MSH-18 is empty")
+@click.option("--idle-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
+              help="seconds a connection may stay silent (or in mid-frame)")
+@click.option("--by", default="hl7-listener", show_default=True, help="recorded_by")
+@pass_state
+@handles_errors
+def hl7_listen_cmd(state: State, host: str, port: int, enrol: bool, code_map: Path | None,
+                   encoding: str | None, idle_timeout: float, by: str) -> None:
+    """Receive ORU^R01 over MLLP and acknowledge each (AA, AE with ERR, AR)."""
+    import functools
+    import logging
+
+    from tracker.interop.hl7_in import receive
+    from tracker.interop.mllp import run_listener
+
+    if encoding is not None:
+        _check_encoding(encoding)
+    codes = _code_map(code_map)
+    ingest = make_ingest(state, enrol=enrol, by=by)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    handle = functools.partial(receive, ingest=ingest, code_map=codes, encoding=encoding)
+    run_listener(handle, host, port, idle_timeout=idle_timeout)

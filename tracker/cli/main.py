@@ -9,7 +9,7 @@ from tracker import db
 from tracker.cli.audit import timeline_cmd, verify_cmd
 from tracker.cli.clinical import due_cmd, explain_cmd, projections_group, status_cmd
 from tracker.cli.common import State, handles_errors, pass_state
-from tracker.cli.interop import fhir_group, patients_group
+from tracker.cli.interop import fhir_group, hl7_group, patients_group
 from tracker.cli.records import (
     generate_cmd,
     import_cmd,
@@ -49,7 +49,7 @@ for command in (import_cmd, record_cmd, visit_cmd, lab_cmd, infusion_cmd, timeli
                 verify_cmd, status_cmd, explain_cmd, due_cmd, projections_group, generate_cmd,
                 worker_cmd, alerts_group, chart_cmd, cohort_report_cmd):
     cli.add_command(command)
-for command in (patients_group, fhir_group):
+for command in (patients_group, fhir_group, hl7_group):
     cli.add_command(command)
 
 

@@ -65,7 +65,8 @@ class Skips:
     counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     def add(self, kind: str, code: str, reason: str, n: int = 1) -> None:
-        self.counts[(kind, code, reason)] += n
+        if n:
+            self.counts[(kind, code, reason)] += n
 
     @property
     def total(self) -> int:
@@ -141,16 +142,15 @@ class Ingest:
                     outcome: Outcome) -> tuple[dict[int, str], list[str],
                                                list[dict[str, Any]], list[Item | Subject]]:
         found = self.links.find_many(p for s in subjects for p in s.identifiers)
-        wanted = {i.subject for i in items}
+        has_items = {i.subject for i in items}
         refs: dict[int, str] = {}
         new_links: list[str] = []
-        lines: list[dict[str, Any]] = []
-        wheres: list[Item | Subject] = []
         now = self.clock.now()
-        enrolled = self.store.stream_versions(
-            {found[p] for s in subjects for p in s.identifiers if p in found})
+        assigned: dict[tuple[str, str], str] = {}
         for index, subject in enumerate(subjects):
             ref = next((found[p] for p in subject.identifiers if p in found), None)
+            # the same patient twice in one batch (two messages, a logical reference)
+            ref = ref or next((assigned[p] for p in subject.identifiers if p in assigned), None)
             if ref is None:
                 if not self.enrol or not subject.identifiers:
                     reason = ("no identifier to link" if not subject.identifiers
@@ -161,35 +161,51 @@ class Ingest:
                 ref = fresh_reference()
                 outcome.enrolled.append(ref)
             refs[index] = ref
+            assigned.update(dict.fromkeys(subject.identifiers, ref))
             new_links += self.links.link(ref, subject.identifiers, now)
-            if enrolled.get(ref, 0) == 0 and (index in wanted or subject.birth_date):
-                if subject.birth_date is None:
-                    self.links.unlink_lookups(new_links)
-                    raise ImportRefused([Problem(None, f"{subject.where} birthDate",
-                                                 "required to enrol a patient")])
-                lines.append({
-                    "type": "PatientEnrolled", "patient": ref,
-                    "occurred_at": self._enrolled_on(index, items),
-                    "idempotency_key": self.key(f"enrol|{ref}"),
-                    "data": {"birth_date": subject.birth_date.isoformat(), "sex": subject.sex},
-                })
-                wheres.append(subject)
-                enrolled[ref] = 1
-            elif subject.key is not None:
-                outcome.skips.add("Patient", "", "already enrolled")
+        lines: list[dict[str, Any]] = []
+        wheres: list[Item | Subject] = []
+        enrolled = self.store.stream_versions(set(refs.values()))
+        for ref in dict.fromkeys(refs.values()):
+            if enrolled.get(ref, 0) > 0:
+                outcome.skips.add("Patient", "", "already enrolled",
+                                  sum(1 for i, r in refs.items()
+                                      if r == ref and subjects[i].key is not None))
+                continue
+            mine = [i for i, r in refs.items() if r == ref]
+            if not any(i in has_items or subjects[i].birth_date for i in mine):
+                continue
+            subject = next((subjects[i] for i in mine if subjects[i].birth_date), subjects[mine[0]])
+            if subject.birth_date is None:
+                self.links.unlink_lookups(new_links)
+                raise ImportRefused([Problem(None, f"{subject.where} birth date",
+                                             "required to enrol a patient")])
+            days = [i.occurred_at[:10] for i in items if i.subject in mine]
+            today = now.astimezone(self.protocol.zone).date().isoformat()
+            lines.append({
+                "type": "PatientEnrolled", "patient": ref,
+                # [reading] an enrolment at the door is dated on the patient's first
+                # clinical date in the batch (every imported fact falls inside the
+                # record), else today
+                "occurred_at": min(days) if days else today,
+                "idempotency_key": self.key(f"enrol|{ref}"),
+                "data": {"birth_date": subject.birth_date.isoformat(), "sex": subject.sex},
+            })
+            wheres.append(subject)
         return refs, new_links, lines, wheres
-
-    def _enrolled_on(self, index: int, items: Sequence[Item]) -> str:
-        """[reading] An enrolment at the door is dated on the subject's first clinical
-        date in the batch (so every imported fact falls inside the record), else today."""
-        days = [i.occurred_at[:10] for i in items if i.subject == index]
-        today = self.clock.now().astimezone(self.protocol.zone).date().isoformat()
-        return min(days) if days else today
 
     # -------------------------------------------------------------- versions
     def _versions(self, items: Sequence[Item], refs: dict[int, str],
                   outcome: Outcome) -> list[tuple[Item, dict[str, Any]]]:
-        mine = [i for i in items if i.subject in refs]
+        # [reading] a result sent twice in one batch (a final and its correction in one
+        # file) is stored once, as its last version: a correction can only point at an
+        # event already stored, and the batch is one all-or-nothing append
+        last = {(refs[i.subject], i.key): n for n, i in enumerate(items) if i.subject in refs}
+        mine = [i for n, i in enumerate(items)
+                if i.subject in refs and last[(refs[i.subject], i.key)] == n]
+        superseded = sum(1 for i in items if i.subject in refs) - len(mine)
+        if superseded:
+            outcome.skips.add("result", "", "superseded later in the same batch", superseded)
         self._stored_weights(mine, refs)
         stored = self.store.find_idempotency_keys(self.key(i.key) for i in mine)
         originals = self.store.get_events(v[1] for v in stored.values())
