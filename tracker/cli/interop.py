@@ -126,7 +126,9 @@ def hl7_group() -> None:
 
 _code_map_option = click.option(
     "--code-map", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-    help="TOML of [[code]] tables (system, code, analyte) for local lab codes")
+    envvar="CNO_TRACKER_HL7_CODE_MAP",
+    help="TOML of [[code]] tables (system, code, analyte) for local lab codes "
+         "(or CNO_TRACKER_HL7_CODE_MAP)")
 
 
 @hl7_group.command("import")
@@ -164,7 +166,8 @@ def _check_encoding(name: str) -> None:
 
 @hl7_group.command("listen")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=2575, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=2575, show_default=True,
+              envvar="CNO_TRACKER_HL7_PORT", help="(or CNO_TRACKER_HL7_PORT)")
 @click.option("--enrol", is_flag=True,
               help="enrol patients seen for the first time under a fresh random reference")
 @_code_map_option
