@@ -193,3 +193,31 @@ def hl7_listen_cmd(state: State, host: str, port: int, enrol: bool, code_map: Pa
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     handle = functools.partial(receive, ingest=ingest, code_map=codes, encoding=encoding)
     run_listener(handle, host, port, idle_timeout=idle_timeout)
+
+
+@fhir_group.command("export")
+@click.argument("ref")
+@click.option("--at", default=None, help="clinical date to evaluate (default today)")
+@click.option("--known-at", default=None,
+              help="only what was recorded by then: datetime with offset, or a local date")
+@click.option("--include-birth-date", is_flag=True,
+              help="put the birth date in the Patient (left out by default)")
+@click.option("-o", "--output", default="-", show_default=True, help="file, or - for stdout")
+@pass_state
+@handles_errors
+def fhir_export_cmd(state: State, ref: str, at: str | None, known_at: str | None,
+                    include_birth_date: bool, output: str) -> None:
+    """Write REF's record as a FHIR R4 collection Bundle (JSON)."""
+    import orjson
+
+    from tracker.cli.clinical import evaluation_for
+    from tracker.interop.fhir_out import export_bundle
+
+    ev = evaluation_for(state, ref, at, known_at)
+    doc = orjson.dumps(export_bundle(ev, include_birth_date=include_birth_date,
+                                     now=state.app().clock.now()), option=orjson.OPT_INDENT_2)
+    if output == "-":
+        click.echo(doc.decode())
+    else:
+        Path(output).write_bytes(doc + b"\n")
+        click.echo(f"wrote {output}", err=True)

@@ -29,9 +29,17 @@ from tracker.interop import codes
 from tracker.interop.ingest import Ingest, Item, Outcome, Skips, Subject
 
 FHIR_RELEASE = "R4B"
+#: our own export's extensions, identifiers and code systems (tracker.interop.fhir_out)
+OURS = "urn:cno-tracker"
+EXT = f"{OURS}:extension:"
+COURSE_SYSTEM = f"{OURS}:course"
+COMORBIDITY_SYSTEM = f"{OURS}:comorbidity"
+DERIVED_SYSTEM = f"{OURS}:codes"
+EVENT_SYSTEM = f"{OURS}:event"
+DRUG_SYSTEM = f"{OURS}:drug"
 BUNDLE_TYPES = {"transaction", "batch", "collection"}
 MAPPED = {"Patient", "Observation", "MedicationAdministration", "MedicationStatement",
-          "MedicationRequest", "Condition"}
+          "MedicationRequest", "Condition", "Basic"}
 #: identifier types and systems that are national ids: never linked, never stored
 NATIONAL_ID_TYPES = {"SS", "SB", "NI", "NH", "NNxxx", "PPN", "DL", "TAX"}
 NATIONAL_ID_SYSTEM_PARTS = ("us-ssn", "ssn", "passport", "driver", "nhs-number", "/nir")
@@ -159,8 +167,48 @@ def _subject(e: _Entry) -> Subject:
     idents = [(i.system or "", i.value) for i in (p.identifier or [])
               if i.value and not _is_national(i)]
     birth = p.birthDate if isinstance(p.birthDate, date) else None
+    ours = {x.url.removeprefix(EXT): x.valueDate for x in (p.extension or [])
+            if x.url.startswith(EXT) and isinstance(x.valueDate, date)}
     return Subject(identifiers=idents, birth_date=birth, sex=SEX.get(p.gender or "", "unknown"),
-                   where=e.where, key=f"Patient/{p.id}" if p.id else None)
+                   where=e.where, key=f"Patient/{p.id}" if p.id else None,
+                   symptom_onset=ours.get("symptom_onset"),
+                   first_consultation=ours.get("first_consultation"),
+                   enrolled_on=ours.get("enrolled-on"))
+
+
+def _carried(r: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """The full event data our own export carries (``urn:cno-tracker:extension:data``),
+    else ``data``; it is validated like any import line."""
+    text = _extension(r, "data")
+    if not text:
+        return data
+    try:
+        carried = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return data
+    return carried if isinstance(carried, dict) else data
+
+
+def _basic(e: _Entry, subject: int, out: Mapped,
+           weights: list[tuple[int, datetime | date, float]], zone: Any) -> None:
+    r = e.resource
+    event_type = next((c for s, c in _codes(r.code) if s == EVENT_SYSTEM), None)
+    data = _carried(r, {})
+    at = next((x.valueDateTime for x in r.extension or []
+               if x.url == EXT + "occurred-at"), None)
+    if event_type is None or not data or at is None:
+        out.skips.add("Basic", next((c for _, c in _codes(r.code)), ""), "code not mapped")
+        return
+    out.items.append(Item(subject, e.where, event_type, _when(at) or "", data,
+                          key=f"Basic/{r.id or e.full_url}",
+                          paths={"occurred_at": "extension(occurred-at)"}))
+
+
+def _extension(r: Any, name: str) -> Any:
+    for x in getattr(r, "extension", None) or []:
+        if x.url == EXT + name:
+            return x.valueCode or x.valueString
+    return None
 
 
 def _subject_of(e: _Entry, refs: dict[str, int], out: Mapped) -> int | None:
@@ -211,6 +259,9 @@ def _loinc(concept: Any) -> str | None:
 def _observation(e: _Entry, subject: int, out: Mapped,
                  weights: list[tuple[int, datetime | date, float]], zone: Any) -> None:
     r = e.resource
+    if any(s == DERIVED_SYSTEM for s, _ in _codes(r.code)):
+        out.skips.add("Observation", "", "derived by the tracker (recomputed, not stored)")
+        return
     code = _loinc(r.code)
     shown = code or next((c for _, c in _codes(r.code)), "")
     if code in codes.LOINC_BODY_WEIGHT:
@@ -222,7 +273,8 @@ def _observation(e: _Entry, subject: int, out: Mapped,
                 weights.append((subject, when, float(q.value) * factor))
         out.skips.add("Observation", code, "body weight: used only for infusion doses")
         return
-    analyte = codes.LOINC_ANALYTES.get(code or "")
+    analyte = codes.LOINC_ANALYTES.get(code or "") or next(
+        (c for s, c in _codes(r.code) if s == f"{OURS}:analyte" and c in codes.UNITS), None)
     if analyte is None:
         out.skips.add("Observation", shown, "code not mapped")
         return
@@ -244,7 +296,9 @@ def _observation(e: _Entry, subject: int, out: Mapped,
     if when is None:
         raise ImportRefused([Problem(None, f"{e.where} {when_path}",
                                      "a full date, or a datetime with offset, is required")])
-    data: dict[str, Any] = {"analyte": analyte, "loinc": code}
+    data: dict[str, Any] = {"analyte": analyte}
+    if code:
+        data["loinc"] = code
     if q is not None and q.value is not None:
         data |= {"value": _number(q.value), "unit": unit}
     out.items.append(Item(subject, e.where, "LabResultRecorded", when, data,
@@ -261,7 +315,9 @@ def _drug(r: Any, table: dict[str, str]) -> tuple[str | None, str]:
     concept = getattr(r, "medicationCodeableConcept", None)
     if concept is None:
         return None, ""
-    found = [table[c] for _, c in _codes(concept) if c in table]
+    found = [c for s, c in _codes(concept)
+             if s == DRUG_SYSTEM and (table is codes.COURSE_DRUGS or c in table.values())]
+    found += [table[c] for _, c in _codes(concept) if c in table]
     if found:
         return found[0], _codes(concept)[0][1]
     texts = [concept.text] + [c.display for c in concept.coding or []]
@@ -287,6 +343,8 @@ def _administration(e: _Entry, subject: int, out: Mapped,
         raise ImportRefused([Problem(None, f"{e.where} {when_path}",
                                      "a full date, or a datetime with offset, is required")])
     data: dict[str, Any] = {"drug": drug}
+    if _extension(r, "course-id"):
+        data["course_id"] = _extension(r, "course-id")
     dose = r.dosage.dose if r.dosage else None
     if r.status == "completed":
         factor = {"mg": 1.0, "g": 1000.0}.get((dose.code or dose.unit or "") if dose else "")
@@ -294,6 +352,8 @@ def _administration(e: _Entry, subject: int, out: Mapped,
             raise ImportRefused([Problem(None, f"{e.where} dosage.dose",
                                          "a dose in mg (or g) is required")])
         data["dose_mg"] = round(float(dose.value) * factor, 3)
+    if r.status == "completed":
+        data |= _carried(r, {})
     out.items.append(Item(subject, e.where, "InfusionAdministered", when, data,
                           key=f"MedicationAdministration/{r.id or e.full_url}",
                           action="void" if r.status == "entered-in-error" else "record",
@@ -325,16 +385,21 @@ def _course(e: _Entry, subject: int, out: Mapped,
         raise ImportRefused([Problem(None, f"{e.where} {when_path}",
                                      "a start date is required for a course")])
     key = f"{rtype}/{r.id or e.full_url}"
-    course_id = "fhir-" + _short(key)
+    course_id = next((i.value for i in getattr(r, "identifier", None) or []
+                      if i.system == COURSE_SYSTEM and i.value), None) or "fhir-" + _short(key)
     void = r.status == "entered-in-error"
-    out.items.append(Item(subject, e.where, "MedicationStarted", when,
-                          {"course_id": course_id, "drug": drug}, key=key,
+    started: dict[str, Any] = {"course_id": course_id, "drug": drug}
+    if _extension(r, "regimen"):
+        started["regimen"] = _extension(r, "regimen")
+    started = _carried(r, started)
+    out.items.append(Item(subject, e.where, "MedicationStarted", when, started, key=key,
                           action="void" if void else "record",
                           paths={"occurred_at": when_path, "drug": "medication[x]"}))
     if end is not None and r.status in ("completed", "stopped") and not void:
         out.items.append(Item(subject, e.where, "MedicationStopped", end,
-                              {"course_id": course_id, "reason": "completed"
-                               if r.status == "completed" else "other"}, key=key + "|stop",
+                              {"course_id": course_id, "reason": _extension(r, "stop-reason")
+                               or ("completed" if r.status == "completed" else "other")},
+                              key=key + "|stop",
                               paths={"occurred_at": "effectivePeriod.end"}))
 
 
@@ -348,14 +413,15 @@ def _condition(e: _Entry, subject: int, out: Mapped,
                weights: list[tuple[int, datetime | date, float]], zone: Any) -> None:
     r = e.resource
     snomed = [c for s, c in _codes(r.code) if s in codes.SNOMED_SYSTEMS]
-    condition = next((codes.SNOMED_COMORBIDITIES[c] for c in snomed
-                      if c in codes.SNOMED_COMORBIDITIES), None)
+    condition = next((c for s, c in _codes(r.code) if s == COMORBIDITY_SYSTEM), None) or next(
+        (codes.SNOMED_COMORBIDITIES[c] for c in snomed if c in codes.SNOMED_COMORBIDITIES),
+        None)
     if condition is None:
         out.skips.add("Condition", snomed[0] if snomed else "", "code not mapped")
         return
     verification = {c for _, c in _codes(r.verificationStatus)}
     if "refuted" in verification:
-        out.skips.add("Condition", snomed[0], "refuted")
+        out.skips.add("Condition", (snomed or [condition])[0], "refuted")
         return
     when = _when(r.onsetDateTime) or _when(r.recordedDate)
     if when is None:
@@ -369,7 +435,7 @@ def _condition(e: _Entry, subject: int, out: Mapped,
 
 _MAPPERS = {"Observation": _observation, "MedicationAdministration": _administration,
             "MedicationStatement": _course, "MedicationRequest": _course,
-            "Condition": _condition}
+            "Condition": _condition, "Basic": _basic}
 
 
 def _weigh_infusions(out: Mapped, weights: list[tuple[int, datetime | date, float]]) -> None:

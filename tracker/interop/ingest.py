@@ -44,6 +44,10 @@ class Subject:
     sex: str = "unknown"
     where: str = "patient"
     key: str | None = None  # a keyed hash of the source's Patient resource, if any
+    #: from our own export's extensions (a round trip keeps the same status)
+    symptom_onset: date | None = None
+    first_consultation: date | None = None
+    enrolled_on: date | None = None
 
 
 @dataclass
@@ -187,9 +191,13 @@ class Ingest:
                 # [reading] an enrolment at the door is dated on the patient's first
                 # clinical date in the batch (every imported fact falls inside the
                 # record), else today
-                "occurred_at": min(days) if days else today,
+                "occurred_at": (subject.enrolled_on.isoformat() if subject.enrolled_on
+                                else min(days) if days else today),
                 "idempotency_key": self.key(f"enrol|{ref}"),
-                "data": {"birth_date": subject.birth_date.isoformat(), "sex": subject.sex},
+                "data": {"birth_date": subject.birth_date.isoformat(), "sex": subject.sex,
+                         **{k: v.isoformat() for k, v in (
+                             ("symptom_onset", subject.symptom_onset),
+                             ("first_consultation", subject.first_consultation)) if v}},
             })
             wheres.append(subject)
         return refs, new_links, lines, wheres
