@@ -16,7 +16,7 @@ from hl7.client import MLLPClient
 from tests.support.interop import DATA, PHI, events, ingest_for, messages
 from tests.support.mllp import listening
 from tracker.interop.codes import load_code_map
-from tracker.interop.hl7_in import receive
+from tracker.interop.hl7_in import receive_many
 
 CODE_MAP = load_code_map(DATA / "eu-lab-codes.toml")
 
@@ -24,7 +24,7 @@ CODE_MAP = load_code_map(DATA / "eu-lab-codes.toml")
 @pytest.fixture
 def handle(db_url: str):  # type: ignore[no-untyped-def]
     ingest, app = ingest_for(db_url)
-    yield functools.partial(receive, ingest=ingest, code_map=CODE_MAP)
+    yield functools.partial(receive_many, ingest=ingest, code_map=CODE_MAP)
     app.close()
 
 
@@ -103,7 +103,7 @@ def test_spm17_collection_time_wins(db_url: str, handle) -> None:  # type: ignor
     first, _ = messages("eu-lab-iso8859.hl7")
     segment = b"SPM|1|||BLD^Blood^HL70487|||||||||||||20250303070500+0100"
     spm = first.replace(b"\rNTE|", b"\r" + segment + b"\rNTE|")
-    got = handle(spm)
+    [got] = handle([spm])
     assert got.code == "AA", got.log
     calcium = next(e for e in events(db_url) if getattr(e.data, "analyte", "") == "calcium")
     assert calcium.occurred_at.isoformat() == "2025-03-03T06:05:00+00:00"

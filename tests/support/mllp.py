@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tracker.interop.hl7_in import Received
-from tracker.interop.mllp import Listener
+from tracker.interop.mllp import Handler, Listener
 
 
 @contextmanager
-def listening(handle: Callable[[bytes], Received], *, idle_timeout: float = 5.0,
-              workers: int = 4) -> Iterator[tuple[int, Listener]]:
+def listening(handle: Handler, *, idle_timeout: float = 5.0,
+              workers: int = 2) -> Iterator[tuple[int, Listener]]:
     loop = asyncio.new_event_loop()
     listener = Listener(handle, workers=workers, idle_timeout=idle_timeout)
     port = loop.run_until_complete(listener.start("127.0.0.1", 0))

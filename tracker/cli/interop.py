@@ -183,7 +183,7 @@ def hl7_listen_cmd(state: State, host: str, port: int, enrol: bool, code_map: Pa
     import functools
     import logging
 
-    from tracker.interop.hl7_in import receive
+    from tracker.interop.hl7_in import receive_many
     from tracker.interop.mllp import run_listener
 
     if encoding is not None:
@@ -191,7 +191,7 @@ def hl7_listen_cmd(state: State, host: str, port: int, enrol: bool, code_map: Pa
     codes = _code_map(code_map)
     ingest = make_ingest(state, enrol=enrol, by=by)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    handle = functools.partial(receive, ingest=ingest, code_map=codes, encoding=encoding)
+    handle = functools.partial(receive_many, ingest=ingest, code_map=codes, encoding=encoding)
     run_listener(handle, host, port, idle_timeout=idle_timeout)
 
 

@@ -367,6 +367,52 @@ def receive(raw: bytes, ingest: Ingest, *, code_map: CodeMap = codes.EMPTY_CODE_
     return Received("AA", ack(m, "AA", []), f"{head}: AA, {summary}", outcome=outcome)
 
 
+def receive_many(raws: list[bytes], ingest: Ingest, *,
+                 code_map: CodeMap = codes.EMPTY_CODE_MAP,
+                 encoding: str | None = None) -> list[Received]:
+    """Several messages that arrived together, appended in one transaction (group commit:
+    one round of look-ups and one append instead of one per message). If that batch is
+    refused, each message is taken on its own, so one bad message never costs another its
+    AA and every ack still speaks for its own message only."""
+    if len(raws) == 1:
+        return [receive(raws[0], ingest, code_map=code_map, encoding=encoding)]
+    parsed: list[Message | None] = []
+    for raw in raws:
+        try:
+            one = parse_message(raw, encoding=encoding)
+        except Unparseable:
+            parsed.append(None)
+            continue
+        problems = map_message(one, code_map=code_map, zone=ingest.protocol.zone)
+        parsed.append(None if problems else one)
+    batch = [m for m in parsed if m is not None]
+    subjects: list[Subject] = []
+    items: list[Item] = []
+    for m in batch:
+        offset = len(subjects)
+        subjects += m.subjects
+        items += [Item(i.subject + offset, i.where, i.event_type, i.occurred_at, dict(i.data),
+                       i.key, i.action, dict(i.paths)) for i in m.items]
+    try:
+        if len(batch) < 2:
+            raise ImportRefused([])
+        ingest.run(subjects, items, Skips())
+    except (ImportRefused, ConcurrencyConflict, CommandRefused):
+        batch = []  # each on its own: its own ack, its own errors
+    stored = {id(m) for m in batch}
+    out: list[Received] = []
+    for raw, msg in zip(raws, parsed, strict=True):
+        if msg is None or id(msg) not in stored:
+            out.append(receive(raw, ingest, code_map=code_map, encoding=encoding))
+            continue
+        head = f"message {msg.control_id} from {msg.sending_app or '?'}"
+        skipped = "; ".join(msg.skips.lines())
+        out.append(Received("AA", ack(msg, "AA", []),
+                            f"{head}: AA, stored with {len(batch) - 1} other(s) in one "
+                            f"transaction" + (f"; {skipped}" if skipped else "")))
+    return out
+
+
 def import_file(raw: bytes, ingest: Ingest, *, code_map: CodeMap = codes.EMPTY_CODE_MAP,
                 encoding: str | None = None) -> Outcome:
     """Every message of a file, all or nothing: one refused message refuses the file."""

@@ -166,7 +166,9 @@ class Ingest:
                 outcome.enrolled.append(ref)
             refs[index] = ref
             assigned.update(dict.fromkeys(subject.identifiers, ref))
-            new_links += self.links.link(ref, subject.identifiers, now)
+            if any(p not in found for p in subject.identifiers):
+                new_links += self.links.link(ref, subject.identifiers, now)
+                found.update(dict.fromkeys(subject.identifiers, ref))
         lines: list[dict[str, Any]] = []
         wheres: list[Item | Subject] = []
         enrolled = self.store.stream_versions(set(refs.values()))

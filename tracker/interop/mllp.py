@@ -1,8 +1,10 @@
 """``cno-tracker hl7 listen``: an MLLP server (``hl7.mllp`` framing on asyncio) that answers
 every message with its acknowledgement.
 
-* Several connections at once; each message is appended in a worker thread, so a slow
-  database never stalls the other connections' reading.
+* Several connections at once. Messages go to a queue; ``workers`` consumers each take
+  what has arrived (up to ``max_batch``) and append it in a thread as one transaction
+  (:func:`tracker.interop.hl7_in.receive_many`: group commit, each message falling back to
+  its own append if the batch is refused), so a slow database never stalls reading.
 * A connection idle for ``idle_timeout`` seconds, or one that sends half a frame and stops,
   is closed.
 * A malformed frame (no start block, too large) is answered ``AR`` where it can be and the
@@ -41,24 +43,44 @@ class ListenerStats:
     timeouts: int = 0
 
 
-class Listener:
-    """``handle(raw) -> Received`` is called in a thread pool of ``workers`` threads."""
+Handler = Callable[[list[bytes]], list[Received]]
 
-    def __init__(self, handle: Callable[[bytes], Received], *, workers: int = 4,
-                 idle_timeout: float = 60.0, frame_timeout: float = 10.0) -> None:
+
+class Listener:
+    """``handle(raws) -> [Received]`` (one per message, in order) runs in a pool of
+    ``workers`` threads, each call with the messages that arrived together."""
+
+    def __init__(self, handle: Handler, *, workers: int = 2, idle_timeout: float = 60.0,
+                 max_batch: int = 64) -> None:
         self.handle = handle
         self.idle_timeout = idle_timeout
-        self.frame_timeout = frame_timeout
+        self.max_batch = max_batch
+        self.workers = workers
         self.stats = ListenerStats()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hl7")
         self._server: asyncio.Server | None = None
+        self._queue: asyncio.Queue[tuple[bytes, asyncio.Future[Received]]] = asyncio.Queue()
+        self._consumers: list[asyncio.Task[None]] = []
 
     async def start(self, host: str, port: int) -> int:
         """Listen; the port actually bound (``port=0`` picks a free one)."""
+        self._consumers = [asyncio.create_task(self._consume()) for _ in range(self.workers)]
         self._server = await start_hl7_server(self._connection, host, port, limit=MAX_FRAME)
         bound = int(self._server.sockets[0].getsockname()[1])
         log.info("hl7 listener on %s:%d", host, bound)
         return bound
+
+    async def _consume(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            results = await loop.run_in_executor(self._pool, self._safe_handle,
+                                                 [raw for raw, _ in batch])
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
 
     async def serve_forever(self) -> None:
         assert self._server is not None
@@ -68,6 +90,9 @@ class Listener:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        for task in self._consumers:
+            task.cancel()
+        if self._server is not None:
             await self._server.wait_closed()
         self._pool.shutdown(wait=True)
 
@@ -100,7 +125,9 @@ class Listener:
                     log.warning("connection %s: a frame over %d bytes, closed", where, MAX_FRAME)
                     return
                 self.stats.messages += 1
-                received = await loop.run_in_executor(self._pool, self._safe_handle, block)
+                future: asyncio.Future[Received] = loop.create_future()
+                await self._queue.put((block, future))
+                received = await future
                 self._count(received)
                 log.info("%s", received.log)
                 writer.writeblock(received.ack)  # type: ignore[attr-defined]
@@ -112,14 +139,15 @@ class Listener:
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
 
-    def _safe_handle(self, block: bytes) -> Received:
+    def _safe_handle(self, blocks: list[bytes]) -> list[Received]:
         try:
-            return self.handle(block)
+            return self.handle(blocks)
         except Exception as exc:  # never let one message take the listener down
-            log.error("message failed: %s (no content logged)", type(exc).__name__)
+            log.error("messages failed: %s (no content logged)", type(exc).__name__)
             problem = Problem(None, "message", f"internal error ({type(exc).__name__})")
-            return Received("AE", ack(None, "AE", [problem], raw=block),
-                            f"message failed: {type(exc).__name__}", problems=[problem])
+            return [Received("AE", ack(None, "AE", [problem], raw=block),
+                             f"message failed: {type(exc).__name__}", problems=[problem])
+                    for block in blocks]
 
     def _count(self, received: Received) -> None:
         if received.code == "AA":
@@ -130,8 +158,8 @@ class Listener:
             self.stats.rejected += 1
 
 
-def run_listener(handle: Callable[[bytes], Received], host: str, port: int, *,
-                 workers: int = 4, idle_timeout: float = 60.0) -> None:
+def run_listener(handle: Handler, host: str, port: int, *,
+                 workers: int = 2, idle_timeout: float = 60.0) -> None:
     """Serve until SIGTERM or SIGINT (the Procfile's ``hl7:`` line)."""
 
     async def main() -> None:
