@@ -174,6 +174,26 @@ class LinkTable:
                     "again") from None
         return [str(r["lookup"]) for r in rows]
 
+    def add_unlinked(self, links: dict[tuple[str, str], str], now: datetime) -> list[str]:
+        """Insert links the caller found unlinked (identifier -> patient) in one
+        statement; the lookups added. Someone linking one meanwhile refuses them all."""
+        rows = []
+        for (system, value), patient in links.items():
+            lookup = self.key.lookup(system, value)
+            rows.append({"lookup": lookup, "patient": check_patient_ref(patient),
+                         "sealed": self.key.seal(system, value, lookup), "linked_at": now})
+        if rows:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(patient_links), rows)
+            except IntegrityError:
+                from tracker.errors import CommandRefused
+
+                raise CommandRefused(
+                    "an identifier was linked by someone else meanwhile; run the import "
+                    "again") from None
+        return [str(r["lookup"]) for r in rows]
+
     def links_of(self, patient: str) -> list[Link]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(patient_links.c.lookup, patient_links.c.sealed)

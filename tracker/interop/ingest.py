@@ -148,9 +148,9 @@ class Ingest:
         found = self.links.find_many(p for s in subjects for p in s.identifiers)
         has_items = {i.subject for i in items}
         refs: dict[int, str] = {}
-        new_links: list[str] = []
         now = self.clock.now()
         assigned: dict[tuple[str, str], str] = {}
+        pending_links: dict[tuple[str, str], str] = {}
         for index, subject in enumerate(subjects):
             ref = next((found[p] for p in subject.identifiers if p in found), None)
             # the same patient twice in one batch (two messages, a logical reference)
@@ -166,9 +166,11 @@ class Ingest:
                 outcome.enrolled.append(ref)
             refs[index] = ref
             assigned.update(dict.fromkeys(subject.identifiers, ref))
-            if any(p not in found for p in subject.identifiers):
-                new_links += self.links.link(ref, subject.identifiers, now)
-                found.update(dict.fromkeys(subject.identifiers, ref))
+            for p in subject.identifiers:
+                if p not in found:
+                    pending_links[p] = ref
+                    found[p] = ref
+        new_links = self.links.add_unlinked(pending_links, now)
         lines: list[dict[str, Any]] = []
         wheres: list[Item | Subject] = []
         enrolled = self.store.stream_versions(set(refs.values()))
