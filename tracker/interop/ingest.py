@@ -17,7 +17,7 @@ the value of an identifier, a name or any other demographic."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -146,7 +146,9 @@ class Ingest:
                     outcome: Outcome) -> tuple[dict[int, str], list[str],
                                                list[dict[str, Any]], list[Item | Subject]]:
         found = self.links.find_many(p for s in subjects for p in s.identifiers)
-        has_items = {i.subject for i in items}
+        by_subject: dict[int, list[Item]] = defaultdict(list)
+        for item in items:
+            by_subject[item.subject].append(item)
         refs: dict[int, str] = {}
         now = self.clock.now()
         assigned: dict[tuple[str, str], str] = {}
@@ -159,7 +161,7 @@ class Ingest:
                 if not self.enrol or not subject.identifiers:
                     reason = ("no identifier to link" if not subject.identifiers
                               else "patient not linked (use --enrol or `patients link`)")
-                    n = sum(1 for i in items if i.subject == index)
+                    n = len(by_subject.get(index, ()))
                     outcome.skips.add("Patient", "", reason, n + (subject.key is not None))
                     continue
                 ref = fresh_reference()
@@ -174,21 +176,22 @@ class Ingest:
         lines: list[dict[str, Any]] = []
         wheres: list[Item | Subject] = []
         enrolled = self.store.stream_versions(set(refs.values()))
-        for ref in dict.fromkeys(refs.values()):
+        indices: dict[str, list[int]] = defaultdict(list)
+        for i, r in refs.items():
+            indices[r].append(i)
+        for ref, mine in indices.items():
             if enrolled.get(ref, 0) > 0:
                 outcome.skips.add("Patient", "", "already enrolled",
-                                  sum(1 for i, r in refs.items()
-                                      if r == ref and subjects[i].key is not None))
+                                  sum(1 for i in mine if subjects[i].key is not None))
                 continue
-            mine = [i for i, r in refs.items() if r == ref]
-            if not any(i in has_items or subjects[i].birth_date for i in mine):
+            if not any(i in by_subject or subjects[i].birth_date for i in mine):
                 continue
             subject = next((subjects[i] for i in mine if subjects[i].birth_date), subjects[mine[0]])
             if subject.birth_date is None:
                 self.links.unlink_lookups(new_links)
                 raise ImportRefused([Problem(None, f"{subject.where} birth date",
                                              "required to enrol a patient")])
-            days = [i.occurred_at[:10] for i in items if i.subject in mine]
+            days = [i.occurred_at[:10] for n in mine for i in by_subject.get(n, ())]
             today = now.astimezone(self.protocol.zone).date().isoformat()
             lines.append({
                 "type": "PatientEnrolled", "patient": ref,
