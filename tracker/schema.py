@@ -7,5 +7,6 @@ from __future__ import annotations
 
 from events.store.tables import metadata
 from tracker import account_tables, readmodel, sealing  # noqa: F401  (registers their tables)
+from tracker.interop import identity  # noqa: F401  (registers the patient link table)
 
 __all__ = ["metadata"]

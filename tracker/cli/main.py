@@ -11,6 +11,7 @@ from tracker.cli.clinical import due_cmd, explain_cmd, projections_group, status
 from tracker.cli.common import State, handles_errors, pass_state
 from tracker.cli.everyday import enroll_cmd, info_cmd, package_version
 from tracker.cli.failures import FailSafeGroup
+from tracker.cli.interop import fhir_group, hl7_group, patients_group
 from tracker.cli.records import (
     generate_cmd,
     import_cmd,
@@ -73,6 +74,8 @@ for command in (import_cmd, record_cmd, visit_cmd, lab_cmd, infusion_cmd, timeli
     cli.add_command(command)
 cli.add_command(users_group)
 cli.add_command(web_cmd)
+for command in (patients_group, fhir_group, hl7_group):
+    cli.add_command(command)
 
 
 def main() -> None:
