@@ -97,9 +97,9 @@ def _fix(target: NewEvent, kind: str, days: int) -> NewEvent:
                     recorded_at=when, recorded_by="test")
 
 
-def write_patient(store: EventStore, spec: dict[str, Any]) -> str:
+def course_of(spec: dict[str, Any]) -> tuple[str, list[NewEvent]]:
     """One generated course under a fresh reference, entered mostly on the day, some
-    entries late, some voided or corrected later; appended in the order recorded."""
+    entries late, some voided or corrected later; in the order recorded."""
     patient = f"R{next(_names)}-0001"
     lines = [{**line, "patient": patient, "idempotency_key": None}
              for line in POOL[spec["source"]]]
@@ -114,7 +114,12 @@ def write_patient(store: EventStore, spec: dict[str, Any]) -> str:
     ordered = [enrolment, *sorted([*rest, *fixes], key=lambda e: e.recorded_at)]
     for e in ordered[1:]:  # nothing is recorded before the patient is enrolled
         assert e.recorded_at >= enrolment.recorded_at
-    store.append(patient, 0, ordered)
+    return patient, ordered
+
+
+def write_patient(store: EventStore, spec: dict[str, Any]) -> str:
+    patient, events = course_of(spec)
+    store.append(patient, 0, events)
     return patient
 
 
@@ -198,21 +203,34 @@ def _check_replay(store: EventStore, cohort: list[dict[str, Any]], at: date, soo
 def test_todays_worklist_from_the_read_model_is_the_union_of_the_statuses(
         fresh: Fresh, cohort: list[dict[str, Any]], start: date, days: int,
         soon: int) -> None:
-    """The present list: the read model kept up from ``start`` to ``start + days`` (only
-    the re-check of stale patients in between), then read as ``due`` reads it."""
+    """The present list: the read model caught up on ``start`` and again on ``start +
+    days`` (what was recorded in between is folded then, the rest only re-checked when
+    stale), then read as ``due`` reads it."""
     with fresh() as store:
         _check_read_model(store, cohort, start, days, soon)
 
 
 def _check_read_model(store: EventStore, cohort: list[dict[str, Any]], start: date,
                       days: int, soon: int) -> None:
-    for spec in cohort:
-        write_patient(store, spec)
     today = start + timedelta(days=days)
-    clock = FixedClock(datetime.combine(start, time(8), ZONE).astimezone(UTC))
+    then = datetime.combine(start, time(8), ZONE).astimezone(UTC)
+    now = datetime.combine(today, time(8), ZONE).astimezone(UTC)
+    courses = [course_of(spec) for spec in cohort]
+    # what was recorded by ``start`` is there at the first catch-up; what was recorded
+    # between then and today arrives before the second; nothing is recorded after now
+    for patient, events in courses:
+        early = [e for e in events if e.recorded_at <= then]
+        if early:
+            store.append(patient, 0, early)
+    clock = FixedClock(then)
     projector = StatusProjector(store, DEFAULT_PROTOCOL, clock)
     projector.catch_up()
-    clock.instant = datetime.combine(today, time(8), ZONE).astimezone(UTC)
+    for patient, events in courses:
+        done = sum(1 for e in events if e.recorded_at <= then)
+        later = [e for e in events if then < e.recorded_at <= now]
+        if later:
+            store.append(patient, done, later)
+    clock.instant = now
     projector.catch_up()
     with store.engine.connect() as conn:
         rows = due_before(conn, today + timedelta(days=soon), with_causes=False,
