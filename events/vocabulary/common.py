@@ -6,7 +6,14 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+)
 
 #: every pattern here is applied with ``fullmatch``: ``$`` alone would also match before a
 #: final newline, and ``"P0001\n"`` would become a second patient printed like ``P0001``
@@ -41,9 +48,10 @@ PatientRef = Annotated[str, BeforeValidator(check_patient_ref)]
 
 
 def matching(regex: re.Pattern[str], shape: str) -> AfterValidator:
-    """A validator refusing any value that is not *wholly* of ``regex``'s shape."""
-    def check(value: str) -> str:
-        if regex.fullmatch(value) is None:
+    """A validator refusing any value that is not *wholly* of ``regex``'s shape (skipped
+    for trusted stored payloads, like every value check written in Python)."""
+    def check(value: str, info: ValidationInfo) -> str:
+        if not trusted(info) and regex.fullmatch(value) is None:
             raise ValueError(f"must be {shape}")
         return value
     return AfterValidator(check)
@@ -55,9 +63,9 @@ def no_control_characters(value: str) -> str:
     return value
 
 
-def no_null(value: str) -> str:
+def no_null(value: str, info: ValidationInfo) -> str:
     """Free text may hold line breaks and tabs, never NUL (PostgreSQL text refuses it)."""
-    if "\x00" in value:
+    if not trusted(info) and "\x00" in value:
         raise ValueError("contains a NUL character")
     return value
 
