@@ -25,9 +25,10 @@ Format (see ``examples/roster.toml``)::
 
 Rules, checked by :func:`load_roster` (each failure is a :class:`~alerts.errors.RosterError`
 with the line of the offending key, or of its ``[[staff]]`` / ``[routing]`` header):
-unique staff ids; E.164 phones; the preferred channel's address present; severity and
-kind keys known; every role named in routing or escalation held by at least one person;
-every severity routable (its own entry or ``default``).
+unique staff ids; E.164 phones that ``phonenumbers`` knows as valid numbers; e-mail
+addresses ``email-validator`` accepts (syntax only, no DNS); the preferred channel's address
+present; severity and kind keys known; every role named in routing or escalation held by
+at least one person; every severity routable (its own entry or ``default``).
 
 **[reading]** Routing precedence: a kind entry wins over a severity entry, which wins over
 ``default`` (no union), so a centre can route one kind precisely.
@@ -47,6 +48,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import email_validator
+import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alerts.channels.base import SEVERITIES, Recipient, Severity, is_address, is_e164
@@ -57,6 +60,30 @@ ChannelName = Literal["sms", "email", "console"]
 STAFF_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 DEFAULT_ESCALATION_MINUTES = 120
+
+
+def phone_problem(number: str) -> str | None:
+    """Why ``number`` is not a dialable phone number (``phonenumbers``' metadata: country
+    code, length and number ranges), or None. ``+1234`` is refused here."""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return "it cannot be parsed as a phone number"
+    if not phonenumbers.is_valid_number(parsed):
+        return "no such number in its country's numbering plan"
+    if phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) != number:
+        return "it is not written in E.164 form"
+    return None
+
+
+def email_problem(address: str) -> str | None:
+    """Why ``address`` is not a valid e-mail address (``email-validator``, syntax only: no
+    DNS lookup at start-up), or None. ``a..b@x`` is refused here."""
+    try:
+        email_validator.validate_email(address, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        return str(exc).rstrip(".")
+    return None
 
 
 def _roles(values: Sequence[str]) -> tuple[str, ...]:
@@ -96,14 +123,24 @@ class StaffMember(BaseModel):
     @field_validator("phone")
     @classmethod
     def _phone(cls, value: str | None) -> str | None:
-        if value is not None and not is_e164(value):
+        if value is None:
+            return value
+        if not is_e164(value):
             raise ValueError("must be an E.164 number like +34600000001 (no spaces)")
+        problem = phone_problem(value)
+        if problem is not None:
+            raise ValueError(f"must be a valid E.164 phone number: {problem}")
         return value
 
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is not None and not is_address(value):
+        if value is None:
+            return value
+        problem = email_problem(value)
+        if problem is not None:
+            raise ValueError(f"must be a valid e-mail address: {problem}")
+        if not is_address(value):
             raise ValueError("must be a plain address like name@example.org")
         return value
 
