@@ -10,7 +10,7 @@ import orjson
 
 from events.envelope import utc_iso
 from tracker.cli.common import State, emit_json, handles_errors, pass_state
-from tracker.errors import CommandRefused, NotFound
+from tracker.errors import CommandRefused, ConfigurationError, NotFound
 
 if TYPE_CHECKING:  # the worker's modules (twilio, APScheduler) load only when used
     from alerts.outbox import AlertRow, DeliveryRow
@@ -33,17 +33,21 @@ def worker_cmd(state: State, once: bool, worker_id: str | None, batch_size: int,
     """Raise, route, send and escalate alerts (runs until SIGTERM unless --once)."""
     if now is not None and not once:
         raise click.UsageError("--now is only allowed with --once")
+    from alerts.errors import WorkerConfigurationError
     from alerts.wiring import build_worker
     from alerts.worker import configure_logging
 
     configure_logging()
     worker = build_worker(state.app(), worker_id=worker_id, batch_size=batch_size,
                           lease_seconds=lease_seconds, poll_seconds=poll_seconds, now=now)
-    if once:
-        with worker:
-            worker.run_once()
-    else:
-        worker.run_forever()
+    try:
+        if once:
+            with worker:
+                worker.run_once()
+        else:
+            worker.run_forever()
+    except WorkerConfigurationError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 @click.group("alerts")

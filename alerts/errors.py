@@ -8,7 +8,9 @@
     │   ├── TransientDeliveryError  retry later: the request certainly did not get through
     │   └── UnknownOutcomeError     the request may have reached the provider: do not repeat
     │                               it blindly (reconcile first, or accept a duplicate knowingly)
-    └── RosterError                 the staff roster file is invalid (``line`` + ``reason``)
+    ├── RosterError                 the staff roster file is invalid (``line`` + ``reason``)
+    └── WorkerConfigurationError    the worker cannot start as configured (exit 5 at the CLI)
+        └── WorkerAlreadyRunning    a second worker on one SQLite database
 
 Every error carries ``reason`` — a short sentence safe to log and to store in an event:
 it never contains a secret (token, password), a phone number, an e-mail address, a
@@ -103,3 +105,12 @@ class RosterError(AlertError):
 
     def __repr__(self) -> str:
         return f"RosterError(line={self.line!r}, reason={self.reason!r})"
+
+
+class WorkerConfigurationError(AlertError):
+    """The worker cannot run as configured; the CLI reports it as a configuration error
+    (exit 5). Kept here so the worker does not import the CLI's error tree."""
+
+
+class WorkerAlreadyRunning(WorkerConfigurationError):
+    """A second worker on one SQLite database."""

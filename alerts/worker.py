@@ -12,10 +12,8 @@ cost a round trip per checkout).
 SQLite supports one worker: a second one refuses to start (an ``fcntl.flock`` on
 ``<database>.worker.lock``). PostgreSQL supports many (``FOR UPDATE SKIP LOCKED``).
 
-Subprocess entry point (multi-process tests, Procfile-less runs)::
-
-    python -m alerts.worker --once|--forever [--worker-id ID] [--batch-size N]
-        [--lease-seconds S] [--poll-seconds S] [--now INSTANT]
+The one entry point is ``cno-tracker worker`` (:mod:`alerts.cli`, built by
+:mod:`alerts.wiring`); this module imports neither.
 """
 
 from __future__ import annotations
@@ -41,22 +39,18 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from alerts.channels.base import Channel
 from alerts.dispatch import Dispatcher, DispatchReport, RetryPolicy, logfmt, routes_for
+from alerts.errors import WorkerAlreadyRunning
 from alerts.outbox import AlertRow, Escalation, Outbox
 from alerts.roster import Roster
 from alerts.rules import DueRow, plan, send_not_before
 from events.store import EventStore
 from tracker.clock import Clock
-from tracker.errors import ConfigurationError
 from tracker.protocol import Protocol
 from tracker.readmodel import CatchUpReport, StatusProjector, due_items, patient_status
 
 log = logging.getLogger("alerts.worker")
 T = TypeVar("T")
 _RAISE_CHUNK = 100
-
-
-class WorkerAlreadyRunning(ConfigurationError):
-    """A second worker on one SQLite database."""
 
 
 def default_worker_id() -> str:
@@ -391,46 +385,3 @@ def configure_logging(level: int = logging.INFO) -> None:
     # a send longer than the poll interval makes APScheduler warn on every tick that the
     # job is still running ("maximum number of running instances"): expected, not news
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
-    from alerts.wiring import build_worker
-    from tracker.bootstrap import bootstrap
-    from tracker.errors import TrackerError
-    from tracker.settings import load_settings
-
-    parser = argparse.ArgumentParser(prog="python -m alerts.worker")
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--once", action="store_true", help="one full cycle, then exit")
-    mode.add_argument("--forever", action="store_true", help="run the schedule until SIGTERM")
-    parser.add_argument("--worker-id", default=None)
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--lease-seconds", type=float, default=120.0)
-    parser.add_argument("--poll-seconds", type=float, default=30.0)
-    parser.add_argument("--now", default=None, help="with --once: evaluate at this instant")
-    args = parser.parse_args(argv)
-    configure_logging()
-    try:
-        app = bootstrap(load_settings())
-        try:
-            worker = build_worker(app, worker_id=args.worker_id, batch_size=args.batch_size,
-                                  lease_seconds=args.lease_seconds,
-                                  poll_seconds=args.poll_seconds,
-                                  now=args.now if args.once else None)
-            if args.once:
-                with worker:
-                    worker.run_once()
-            else:
-                worker.run_forever()
-        finally:
-            app.close()
-    except TrackerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

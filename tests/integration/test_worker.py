@@ -15,9 +15,10 @@ from alerts.channels.base import Channel, DeliveryReceipt, Message, Recipient
 from alerts.channels.console import ConsoleChannel
 from alerts.channels.smtp_email import SmtpEmailChannel
 from alerts.channels.twilio_sms import TwilioSmsChannel
+from alerts.errors import WorkerAlreadyRunning
 from alerts.outbox import Outbox
 from alerts.tables import deliveries as D
-from alerts.worker import AlertWorker, WorkerAlreadyRunning
+from alerts.worker import AlertWorker
 from events.store import EventStore
 from events.store.engine import make_engine
 from tests.integration.alert_builders import (

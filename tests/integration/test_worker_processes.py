@@ -1,4 +1,4 @@
-"""The alert worker as real processes (``python -m alerts.worker``) on PostgreSQL, with
+"""The alert worker as real processes (``cno-tracker worker``) on PostgreSQL, with
 the official Twilio client against the local Twilio-compatible server and smtplib against
 the local SMTP server, configured only through ``CNO_TRACKER_*`` variables.
 
