@@ -6,6 +6,9 @@
     ├── DeliveryError               a channel could not deliver a message
     │   ├── PermanentDeliveryError  do not retry: the same request will fail again
     │   ├── TransientDeliveryError  retry later: the request certainly did not get through
+    │   ├── ChannelUnavailableError the provider refused this worker's credentials (Twilio
+    │   │                           20003 / HTTP 401, SMTP 535): the channel is down, the
+    │   │                           delivery stays pending until the configuration is fixed
     │   └── UnknownOutcomeError     the request may have reached the provider: do not repeat
     │                               it blindly (reconcile first, or accept a duplicate knowingly)
     ├── RosterError                 the staff roster file is invalid (``line`` + ``reason``)
@@ -80,6 +83,14 @@ class TransientDeliveryError(DeliveryError):
     """The message certainly did not get through; the same request may succeed later."""
 
     retryable = True
+
+
+class ChannelUnavailableError(DeliveryError):
+    """The provider refused the credentials: no message will go by this channel until
+    the configuration is fixed and the worker restarted. Not the recipient's fault: the
+    delivery is given back (pending), not dead-lettered."""
+
+    retryable = False
 
 
 class UnknownOutcomeError(DeliveryError):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +29,7 @@ from sqlalchemy import Connection, and_, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from alerts.health import dead_workers
 from alerts.rules import AlertSpec, KnownAlert, event_dedupe_key
 from alerts.tables import alerts as A
 from alerts.tables import deliveries as D
@@ -302,12 +303,21 @@ class Outbox:
 
     # ----------------------------------------------------------------- claiming
     def claim(self, *, owner: str, now: datetime, mode: str, limit: int,
-              lease: timedelta) -> list[DeliveryRow]:
-        """Take up to ``limit`` due deliveries of ``mode`` for ``owner`` until now + lease."""
+              lease: timedelta, skip_channels: Collection[str] = (),
+              heartbeats_at: datetime | None = None) -> list[DeliveryRow]:
+        """Take up to ``limit`` due deliveries of ``mode`` for ``owner`` until now + lease
+        (none of ``skip_channels``). A row another worker claimed is due again when its
+        lease has expired or — with ``heartbeats_at``, the wall-clock instant heartbeats
+        are judged at — when that worker's heartbeat has expired (alerts/health.py)."""
+        abandoned = D.c.lease_until < now
+        if heartbeats_at is not None:
+            abandoned = or_(abandoned, D.c.lease_owner.in_(dead_workers(heartbeats_at)))
         due = or_(and_(D.c.status == PENDING, D.c.not_before <= now),
-                  and_(D.c.status == SENDING, D.c.lease_until < now))
+                  and_(D.c.status == SENDING, abandoned))
         q = (select(D.c.delivery_id, D.c.status).where(due, D.c.mode == mode)
              .order_by(D.c.not_before, D.c.delivery_id).limit(limit))
+        if skip_channels:
+            q = q.where(D.c.channel.not_in(sorted(skip_channels)))
         if self.pg:
             q = q.with_for_update(skip_locked=True)
         with self.connection() as conn:
@@ -318,13 +328,23 @@ class Outbox:
             reclaimed = sum(1 for r in found if r[1] == SENDING)
             if reclaimed:
                 log.warning("event=outbox.reclaimed owner=%s deliveries=%d "
-                            "reason=\"lease expired\"", owner, reclaimed)
+                            "reason=\"lease or heartbeat expired\"", owner, reclaimed)
             conn.execute(update(D).where(D.c.delivery_id.in_(ids)).values(
                 status=SENDING, lease_owner=owner, lease_until=now + lease,
                 attempts=D.c.attempts + 1, updated_at=now))
             rows = conn.execute(select(D).where(D.c.delivery_id.in_(ids))
                                 .order_by(D.c.not_before, D.c.delivery_id))
             return [_delivery(r) for r in rows]
+
+    def abandoned(self, owner: str, *, heartbeats_at: datetime, now: datetime) -> bool:
+        """True when an immediate delivery is held by a worker other than ``owner`` whose
+        heartbeat expired (or whose lease ran out): it is waiting to be taken over."""
+        q = select(D.c.delivery_id).where(
+            D.c.status == SENDING, D.c.mode == IMMEDIATE, D.c.lease_owner != owner,
+            or_(D.c.lease_owner.in_(dead_workers(heartbeats_at)), D.c.lease_until < now)
+        ).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(q).first() is not None
 
     def release(self, owner: str, *, now: datetime, delivery_ids: Iterable[str] | None = None
                 ) -> int:
@@ -340,6 +360,19 @@ class Outbox:
                 status=PENDING, lease_owner=None, lease_until=None,
                 attempts=D.c.attempts - 1, updated_at=now))
             return int(result.rowcount or 0)
+
+    def add_fallback(self, conn: Connection, delivery: DeliveryRow, channel: str, *,
+                     now: datetime) -> bool:
+        """A delivery of the same alert, person, level and mode by ``channel``, due now;
+        False when that person already has one by that channel at that level."""
+        exists = conn.execute(select(D.c.delivery_id).where(
+            D.c.alert_id == delivery.alert_id, D.c.recipient == delivery.recipient,
+            D.c.channel == channel, D.c.level == delivery.level)).first()
+        if exists is not None:
+            return False
+        self._add_deliveries(conn, delivery.alert_id, [Route(delivery.recipient, channel)],
+                             level=delivery.level, mode=delivery.mode, not_before=now, now=now)
+        return True
 
     # ----------------------------------------------------------------- outcomes
     def record_sent(self, writer: Writer, delivery: DeliveryRow, *, provider_id: str | None,

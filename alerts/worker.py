@@ -40,11 +40,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from alerts.channels.base import Channel
 from alerts.dispatch import Dispatcher, DispatchReport, RetryPolicy, logfmt, routes_for
 from alerts.errors import WorkerAlreadyRunning
+from alerts.health import Heartbeat
 from alerts.outbox import AlertRow, Escalation, Outbox
 from alerts.roster import Roster
 from alerts.rules import DueRow, plan, send_not_before
 from events.store import EventStore
-from tracker.clock import Clock
+from tracker.clock import Clock, SystemClock
 from tracker.protocol import Protocol
 from tracker.readmodel import CatchUpReport, StatusProjector, due_items, patient_status
 
@@ -120,9 +121,11 @@ class AlertWorker:
                  worker_id: str | None = None, batch_size: int = 100,
                  lease_seconds: float = 120.0, poll_seconds: float = 30.0,
                  retry: RetryPolicy | None = None,
-                 rand: Callable[[], float] = random.random) -> None:
-        if batch_size < 1 or lease_seconds <= 0 or poll_seconds <= 0:
-            raise ValueError("batch_size, lease_seconds and poll_seconds must be positive")
+                 rand: Callable[[], float] = random.random,
+                 heartbeat_seconds: float = 5.0, wall: Clock | None = None) -> None:
+        if batch_size < 1 or lease_seconds <= 0 or poll_seconds <= 0 or heartbeat_seconds <= 0:
+            raise ValueError("batch_size, lease_seconds, poll_seconds and heartbeat_seconds "
+                             "must be positive")
         self.store = store
         self.protocol = protocol
         self.clock = clock
@@ -136,10 +139,14 @@ class AlertWorker:
         # a catch-up that touches many patients folds them in a process per core
         self.projector = StatusProjector(
             store, protocol, clock, workers=(os.cpu_count() or 1) if store.is_postgres else 1)
+        # liveness is judged by the wall clock even when ``clock`` replays another instant
+        self.wall = wall or SystemClock()
+        self.heartbeat = Heartbeat(store.engine, self.worker_id,
+                                   interval=timedelta(seconds=heartbeat_seconds))
         self.dispatcher = Dispatcher(
             self.outbox, self.channels, roster, clock, protocol, worker_id=self.worker_id,
             batch_size=batch_size, lease=timedelta(seconds=lease_seconds), retry=retry,
-            rand=rand, stop=self.stop_event)
+            rand=rand, stop=self.stop_event, wall=self.wall)
         path = sqlite_lock_path(store)
         self._lock = SingleWorkerLock(path) if path is not None else None
         self._started = False
@@ -149,6 +156,10 @@ class AlertWorker:
         if not self._started:
             if self._lock is not None:
                 self._lock.acquire()
+                # the lock proves every other worker of this database dead: their claims
+                # are taken at once, not after their lease
+                self.heartbeat.retire_others(self.wall.now())
+            self.heartbeat.started(self.wall.now())
             self._started = True
             log.info(logfmt("worker.started", worker=self.worker_id,
                             database=self.store.dialect, channels=",".join(sorted(self.channels))))
@@ -162,6 +173,7 @@ class AlertWorker:
             released = self.outbox.release(self.worker_id, now=self.clock.now())
             if released:
                 log.info(logfmt("worker.released", worker=self.worker_id, deliveries=released))
+            self.heartbeat.stopped(self.wall.now())
         except (OperationalError, DBAPIError) as exc:
             log.warning(logfmt("worker.release_failed", worker=self.worker_id,
                                error=type(exc).__name__))
@@ -293,10 +305,12 @@ class AlertWorker:
         dispatch so that its deliveries go out in the same cycle."""
         self.start()
         report = CycleReport()
+        self.heartbeat.cycle_started(self.wall.now())
         report.catch_up = self.catch_up()
         report.evaluation = self.evaluate()
         report.escalated = self.escalate()
         report.dispatch = self.dispatch()
+        self.heartbeat.cycle_ended(self.wall.now(), self.dispatcher.down)
         d = report.dispatch
         log.info(logfmt("worker.cycle", worker=self.worker_id,
                         raised=len(report.evaluation.raised),
@@ -321,6 +335,40 @@ class AlertWorker:
             return None
         return run
 
+    def _cycle_start(self) -> CatchUpReport:
+        self.heartbeat.cycle_started(self.wall.now())
+        return self.catch_up()
+
+    def _cycle_end(self) -> DispatchReport:
+        report = self.dispatch()
+        self.heartbeat.cycle_ended(self.wall.now(), self.dispatcher.down)
+        return report
+
+    def beat(self, scheduler: Any = None) -> bool:
+        """One heartbeat; when a dead worker left claims behind, run the dispatch job now
+        (rather than at its next tick) so they go out within seconds. True if it did."""
+        now = self.wall.now()
+        self.heartbeat.beat(now, self.dispatcher.down)
+        if scheduler is None or not self.outbox.abandoned(self.worker_id, heartbeats_at=now,
+                                                          now=self.clock.now()):
+            return False
+        scheduler.modify_job("dispatch", next_run_time=datetime.now(UTC))
+        log.info(logfmt("worker.taking_over", worker=self.worker_id,
+                        reason="a dead worker's claims"))
+        return True
+
+    def _beating(self, scheduler: Any) -> None:
+        interval = self.heartbeat.interval.total_seconds()
+        while not self.stop_event.wait(interval):
+            try:
+                self.beat(scheduler)
+            except (OperationalError, DBAPIError) as exc:
+                log.warning(logfmt("worker.heartbeat_failed", worker=self.worker_id,
+                                   error=type(exc).__name__, retry="next beat"))
+            except Exception as exc:  # the heartbeat must never kill the worker
+                log.error(logfmt("worker.heartbeat_failed", worker=self.worker_id,
+                                 error=type(exc).__name__))
+
     def build_scheduler(self) -> Any:
         """A BackgroundScheduler (one thread: jobs never overlap) with the interval jobs and
         the digest cron trigger at ``digest_hour``:00 in the centre's time zone."""
@@ -335,8 +383,8 @@ class AlertWorker:
                           "misfire_grace_time": max(1, int(self.poll_seconds))})
         start = datetime.now(UTC)
         every = IntervalTrigger(seconds=self.poll_seconds, timezone=UTC)
-        for name, job in (("catch_up", self.catch_up), ("evaluate", self.evaluate),
-                          ("escalate", self.escalate), ("dispatch", self.dispatch)):
+        for name, job in (("catch_up", self._cycle_start), ("evaluate", self.evaluate),
+                          ("escalate", self.escalate), ("dispatch", self._cycle_end)):
             scheduler.add_job(self._guarded(name, job), every, id=name, name=name,
                               next_run_time=start)
         scheduler.add_job(self._guarded("digest", self.digest),
@@ -357,12 +405,17 @@ class AlertWorker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, on_signal)
         scheduler = self.build_scheduler()
+        beating = threading.Thread(target=self._beating, args=(scheduler,),
+                                   name="heartbeat", daemon=True)
         try:
             scheduler.start()
+            beating.start()
             while not self.stop_event.wait(0.5):
                 pass
         finally:
             self.stop_event.set()
+            if beating.is_alive():
+                beating.join(timeout=10)
             if scheduler.running:
                 scheduler.shutdown(wait=True)  # the job in flight finishes its send
             for signum, handler in previous.items():
