@@ -45,9 +45,9 @@ def worker_cmd(state: State, ctx: click.Context, once: bool, worker_id: str | No
     from alerts.worker import configure_logging
 
     configure_logging()
-    worker = build_worker(state.app(), worker_id=worker_id, batch_size=batch_size,
-                          lease_seconds=lease_seconds, poll_seconds=poll_seconds, now=now)
     try:
+        worker = build_worker(state.app(), worker_id=worker_id, batch_size=batch_size,
+                              lease_seconds=lease_seconds, poll_seconds=poll_seconds, now=now)
         if once:
             with worker:
                 worker.run_once()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -38,16 +38,13 @@ from alerts.errors import (
     UnknownOutcomeError,
 )
 from alerts.messages import render, render_digest, render_escalation
-from alerts.outbox import DIGEST, IMMEDIATE, PENDING, DeliveryRow, Outbox, Route
+from alerts.outbox import DIGEST, IMMEDIATE, PENDING, DeliveryRow, Outbox
 from alerts.roster import Roster
-from alerts.rules import backoff_seconds
+from alerts.rules import EscalationPolicy, EscalationTrigger, backoff_seconds
 from tracker.clock import Clock
 from tracker.protocol import Protocol
 
 log = logging.getLogger("alerts.dispatch")
-
-FALLBACK_CHANNELS = ("file", "console")
-
 
 def logfmt(event: str, **fields: object) -> str:
     """``event=<event> key=value …`` (values with spaces or quotes are quoted)."""
@@ -60,24 +57,6 @@ def logfmt(event: str, **fields: object) -> str:
             text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
         parts.append(f"{key}={text}")
     return " ".join(parts)
-
-
-def routes_for(roster: Roster, kind: str, severity: str, level: int,
-               available: Collection[str]) -> list[Route]:
-    """One route per person the roster names for ``kind``/``severity`` at ``level``, by
-    their preferred channel when this worker has it, else another channel they can be
-    reached by, else the local fallback (file, then console).
-
-    **[reading]** A person whose channels are all unconfigured here (a development set-up
-    with neither Twilio nor SMTP) is reached through the console/file fallback rather than
-    not at all."""
-    fallback = next((c for c in FALLBACK_CHANNELS if c in available), None)
-    out: list[Route] = []
-    for member in roster.recipients_for(kind, severity, level):
-        channel = next((c for c in member.channels() if c in available), fallback)
-        if channel is not None:
-            out.append(Route(member.id, channel))
-    return out
 
 
 @dataclass(frozen=True)
@@ -117,7 +96,8 @@ class Dispatcher:
                  clock: Clock, protocol: Protocol, *, worker_id: str, batch_size: int = 100,
                  lease: timedelta = timedelta(seconds=120), retry: RetryPolicy | None = None,
                  rand: Callable[[], float] = random.random,
-                 stop: threading.Event | None = None, wall: Clock | None = None) -> None:
+                 stop: threading.Event | None = None, wall: Clock | None = None,
+                 policy: EscalationPolicy | None = None) -> None:
         self.outbox = outbox
         self.channels = channels
         self.roster = roster
@@ -130,6 +110,7 @@ class Dispatcher:
         self.retry = retry or RetryPolicy()
         self.rand = rand
         self.stop = stop or threading.Event()
+        self.policy = policy or EscalationPolicy.of(protocol.escalation_minutes)
         #: the wall clock heartbeats are judged by (None: leases only, no heartbeats)
         self.wall = wall
         #: channels whose credentials the provider refused: channel → reason
@@ -268,7 +249,8 @@ class Dispatcher:
             for d in sorted(rows, key=lambda d: d.alert_id):
                 self.outbox.record_sent(
                     writer, d, provider_id=receipt.provider_id, channel=receipt.channel,
-                    now=now, by=self.by, escalation_minutes=self.protocol.escalation_minutes)
+                    now=now, by=self.by,
+                    escalate_at=self.policy.escalate_at(EscalationTrigger.SENT, now))
         for d in rows:
             report.sent += 1
             report.outcomes.append((d.delivery_id, "sent"))
@@ -307,6 +289,8 @@ class Dispatcher:
         permanent = not unknown and not exc.retryable
         reason = exc.reason + (f" (code {exc.code})" if exc.code is not None
                                and str(exc.code) not in exc.reason else "")
+        escalate_at = self.policy.escalate_at(
+            EscalationTrigger.UNKNOWN if unknown else EscalationTrigger.NOBODY_REACHED, now)
         with self.outbox.transaction() as writer:
             statuses = {}
             for d in sorted(rows, key=lambda d: d.alert_id):
@@ -320,8 +304,7 @@ class Dispatcher:
                             else self.retry.retry_at(d.attempts, now, self.rand()))
                 statuses[d.delivery_id] = self.outbox.record_failure(
                     writer, d, error=reason, permanent=permanent, unknown=unknown,
-                    retry_at=retry_at, now=now, by=self.by,
-                    escalation_minutes=self.protocol.escalation_minutes)
+                    retry_at=retry_at, now=now, by=self.by, escalate_at=escalate_at)
         for d in rows:
             status = statuses[d.delivery_id]
             report.outcomes.append((d.delivery_id, status))

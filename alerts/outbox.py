@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alerts.health import dead_workers
+from alerts.roster import Route
 from alerts.rules import AlertSpec, KnownAlert, event_dedupe_key
 from alerts.tables import alerts as A
 from alerts.tables import deliveries as D
@@ -111,19 +112,12 @@ class DeliveryRow:
 
 @dataclass(frozen=True, slots=True)
 class Escalation:
-    """One escalation step: the role, its routes and when the following step is due."""
+    """One escalation step, as data: the role an alert goes to, its routes and when the
+    following step is due (``role`` None: the chain is exhausted)."""
 
     role: str | None
     routes: tuple[Route, ...] = ()
     next_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One delivery to create: a staff id and the channel to use."""
-
-    recipient: str
-    channel: str
 
 
 def _alert(row: Any) -> AlertRow:
@@ -376,7 +370,11 @@ class Outbox:
 
     # ----------------------------------------------------------------- outcomes
     def record_sent(self, writer: Writer, delivery: DeliveryRow, *, provider_id: str | None,
-                    channel: str, now: datetime, by: str, escalation_minutes: int) -> None:
+                    channel: str, now: datetime, by: str, escalate_at: datetime | None
+                    ) -> None:
+        """Record a delivery that went out; ``escalate_at`` (the policy's instant for a
+        first send) is stored when this is the alert's first send and it is urgent, open
+        and not already scheduled."""
         alert = self.lock(writer.conn, [delivery.alert_id])[delivery.alert_id]
         writer.conn.execute(update(D).where(D.c.delivery_id == delivery.delivery_id).values(
             status=SENT, provider_id=provider_id, sent_at=now, lease_owner=None,
@@ -384,7 +382,7 @@ class Outbox:
         if alert.first_sent_at is None:
             changes: dict[str, Any] = {"first_sent_at": now}
             if alert.urgent and alert.status == OPEN and alert.escalate_at is None:
-                changes["escalate_at"] = now + timedelta(minutes=escalation_minutes)
+                changes["escalate_at"] = escalate_at
             writer.conn.execute(update(A).where(A.c.alert_id == alert.alert_id)
                                 .values(**changes))
         self.append(writer, alert.alert_id, [AlertSent(
@@ -394,8 +392,11 @@ class Outbox:
 
     def record_failure(self, writer: Writer, delivery: DeliveryRow, *, error: str,
                        permanent: bool, unknown: bool, retry_at: datetime | None,
-                       now: datetime, by: str, escalation_minutes: int) -> str:
-        """Record a failed attempt; returns the delivery's new status (pending = retry)."""
+                       now: datetime, by: str, escalate_at: datetime | None) -> str:
+        """Record a failed attempt; returns the delivery's new status (pending = retry).
+        ``escalate_at`` (the policy's instant for an unknown outcome, or for nobody
+        reached) is stored on an urgent open alert not yet scheduled when the outcome is
+        unknown, or when it is dead and nobody at the alert's level was or may be told."""
         alert = self.lock(writer.conn, [delivery.alert_id])[delivery.alert_id]
         status = UNKNOWN if unknown else DEAD if (permanent or retry_at is None) else PENDING
         values: dict[str, Any] = {"status": status, "last_error": error[:500],
@@ -405,13 +406,10 @@ class Outbox:
             values["not_before"] = retry_at
         writer.conn.execute(update(D).where(D.c.delivery_id == delivery.delivery_id)
                             .values(**values))
-        if alert.urgent and alert.status == OPEN and alert.escalate_at is None:
-            if unknown:  # maybe told: escalate as if it had been sent
-                self._set_escalate_at(writer.conn, alert.alert_id,
-                                      now + timedelta(minutes=escalation_minutes))
-            elif status == DEAD and not self._anyone_left(writer.conn, alert.alert_id,
-                                                          alert.level):
-                self._set_escalate_at(writer.conn, alert.alert_id, now)  # nobody told
+        scheduled = not alert.urgent or alert.status != OPEN or alert.escalate_at is not None
+        if not scheduled and (unknown or (status == DEAD and not self._anyone_left(
+                writer.conn, alert.alert_id, alert.level))):
+            self._set_escalate_at(writer.conn, alert.alert_id, escalate_at)
         self.append(writer, alert.alert_id, [AlertFailed(
             alert_id=alert.alert_id, channel=delivery.channel, recipient=delivery.recipient,
             error=error[:500], permanent=status == DEAD, outcome_unknown=unknown,
@@ -436,15 +434,15 @@ class Outbox:
         return [r[0] for r in conn.execute(q)]
 
     def escalate(self, writer: Writer, alert_id: str, *, now: datetime, by: str,
-                 step: Callable[[AlertRow], Escalation]) -> Escalation | None:
-        """Move an open alert whose escalation instant has come one level up; ``step`` says,
-        for the locked row, to which role, which routes and when the next step is due
-        (``role`` None: the chain is exhausted, nothing more is scheduled)."""
+                 steps: Sequence[Escalation]) -> Escalation | None:
+        """Move an open alert whose escalation instant has come one level up:
+        ``steps[level]`` is the step from ``level`` (role, routes, when the next is due);
+        past the end of ``steps`` the chain is exhausted and nothing more is scheduled."""
         alert = self.lock(writer.conn, [alert_id]).get(alert_id)
         if alert is None or alert.status != OPEN or alert.escalate_at is None \
                 or alert.escalate_at > now:
             return None
-        plan = step(alert)
+        plan = steps[alert.level] if alert.level < len(steps) else Escalation(None)
         if plan.role is None:
             self._set_escalate_at(writer.conn, alert_id, None)
             return plan

@@ -21,7 +21,7 @@ Format (see ``examples/roster.toml``)::
 
     [escalation]
     chain = ["rheumatologist", "on_call_consultant"]
-    delay_minutes = 120
+    delay_minutes = 60              # optional: at most the protocol's escalation_minutes
 
 Rules, checked by :func:`load_roster` (each failure is a :class:`~alerts.errors.RosterError`
 with the line of the offending key, or of its ``[[staff]]`` / ``[routing]`` header):
@@ -43,8 +43,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -59,7 +59,8 @@ from alerts.messages import ALERT_KINDS
 ChannelName = Literal["sms", "email", "console"]
 STAFF_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-DEFAULT_ESCALATION_MINUTES = 120
+#: channels every worker has, used for staff whose own channels it lacks
+FALLBACK_CHANNELS = ("file", "console")
 
 
 def phone_problem(number: str) -> str | None:
@@ -84,6 +85,14 @@ def email_problem(address: str) -> str | None:
     except email_validator.EmailNotValidError as exc:
         return str(exc).rstrip(".")
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One delivery to create: a staff id and the channel to use."""
+
+    recipient: str
+    channel: str
 
 
 def _roles(values: Sequence[str]) -> tuple[str, ...]:
@@ -197,7 +206,8 @@ class Escalation(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     chain: tuple[str, ...] = ()
-    delay_minutes: int = Field(default=DEFAULT_ESCALATION_MINUTES, gt=0)
+    #: None: the protocol's escalation_minutes (alerts.rules.EscalationPolicy decides)
+    delay_minutes: int | None = Field(default=None, gt=0)
 
     @field_validator("chain")
     @classmethod
@@ -224,10 +234,6 @@ class Roster(BaseModel):
         if problem is not None:
             raise ValueError(problem[1])
         return self
-
-    @property
-    def escalation_delay(self) -> timedelta:
-        return timedelta(minutes=self.escalation.delay_minutes)
 
     @property
     def roles(self) -> frozenset[str]:
@@ -266,6 +272,23 @@ class Roster(BaseModel):
             for member in self.members_with(role):
                 chosen.setdefault(member.id, member)
         return list(chosen.values())
+
+    def routes(self, kind: str, severity: str, level: int,
+               available: Collection[str]) -> list[Route]:
+        """One route per person named for ``kind``/``severity`` at ``level``, by their
+        preferred channel when this worker has it, else another channel they can be
+        reached by, else the local fallback (file, then console).
+
+        **[reading]** A person whose channels are all unconfigured here (a development
+        set-up with neither Twilio nor SMTP) is reached through the console/file fallback
+        rather than not at all."""
+        fallback = next((c for c in FALLBACK_CHANNELS if c in available), None)
+        out: list[Route] = []
+        for member in self.recipients_for(kind, severity, level):
+            channel = next((c for c in member.channels() if c in available), fallback)
+            if channel is not None:
+                out.append(Route(member.id, channel))
+        return out
 
     def next_role(self, level: int) -> str | None:
         """The role an alert at ``level`` escalates to (``chain[level]``), or None."""

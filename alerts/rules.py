@@ -26,6 +26,7 @@ import hashlib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -134,10 +135,49 @@ def send_not_before(spec: AlertSpec, now: datetime, zone: ZoneInfo, hour: int) -
     return now if spec.urgent else next_digest_instant(now, zone, hour)
 
 
-def escalation_due(first_sent_at: datetime, minutes: int) -> datetime:
-    """An urgent alert sent at ``first_sent_at`` escalates from this instant on, unless
-    acknowledged before it (``minutes`` = protocol.escalation_minutes)."""
-    return first_sent_at + timedelta(minutes=minutes)
+class EscalationTrigger(StrEnum):
+    """What happened to an open urgent alert that (re)starts its escalation clock."""
+
+    SENT = "sent"  # its first delivery went out
+    UNKNOWN = "unknown"  # a delivery's outcome is unknown: maybe told, count it as sent
+    NOBODY_REACHED = "nobody_reached"  # every delivery of its level failed for good
+    ESCALATED = "escalated"  # it has just moved one role up the chain
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationPolicy:
+    """The one rule for *when* an urgent alert escalates (clinical-rules §6: "not
+    acknowledged within 2 hours escalates to the next role *(configurable)*").
+
+    **[reading]** The protocol's ``escalation_minutes`` (120) is the clinical ceiling; a
+    roster's ``[escalation] delay_minutes`` is the centre's own, shorter or equal, delay
+    for its staff. :meth:`of` takes the roster's when given and refuses one longer than
+    the protocol's (an escalation later than the protocol allows is a clinical change,
+    made in the protocol file, not in the staff list)."""
+
+    delay: timedelta
+
+    @classmethod
+    def of(cls, protocol_minutes: int, roster_minutes: int | None = None) -> EscalationPolicy:
+        if protocol_minutes < 1:
+            raise ValueError("the protocol's escalation_minutes must be at least 1")
+        if roster_minutes is None:
+            return cls(timedelta(minutes=protocol_minutes))
+        if not 1 <= roster_minutes <= protocol_minutes:
+            raise ValueError(
+                f"the roster's [escalation] delay_minutes = {roster_minutes} must be between "
+                f"1 and the protocol's escalation_minutes ({protocol_minutes})")
+        return cls(timedelta(minutes=roster_minutes))
+
+    def escalate_at(self, trigger: EscalationTrigger, now: datetime, *,
+                    further: bool = True) -> datetime | None:
+        """The instant the alert escalates (again) from, unless acknowledged before it;
+        None when ``further`` is False (the chain has no next role)."""
+        if not further:
+            return None
+        if trigger is EscalationTrigger.NOBODY_REACHED:
+            return now
+        return now + self.delay
 
 
 def backoff_seconds(attempt: int, *, base: float, cap: float, jitter: float,

@@ -38,12 +38,18 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from alerts.channels.base import Channel
-from alerts.dispatch import Dispatcher, DispatchReport, RetryPolicy, logfmt, routes_for
-from alerts.errors import WorkerAlreadyRunning
+from alerts.dispatch import Dispatcher, DispatchReport, RetryPolicy, logfmt
+from alerts.errors import WorkerAlreadyRunning, WorkerConfigurationError
 from alerts.health import Heartbeat
-from alerts.outbox import AlertRow, Escalation, Outbox
+from alerts.outbox import Escalation, Outbox
 from alerts.roster import Roster
-from alerts.rules import DueRow, plan, send_not_before
+from alerts.rules import (
+    DueRow,
+    EscalationPolicy,
+    EscalationTrigger,
+    plan,
+    send_not_before,
+)
 from events.store import EventStore
 from tracker.clock import Clock, SystemClock
 from tracker.protocol import Protocol
@@ -135,6 +141,11 @@ class AlertWorker:
         self.by = f"alert-worker:{self.worker_id}"[:128]
         self.poll_seconds = poll_seconds
         self.stop_event = threading.Event()
+        try:
+            self.policy = EscalationPolicy.of(protocol.escalation_minutes,
+                                              roster.escalation.delay_minutes)
+        except ValueError as exc:
+            raise WorkerConfigurationError(f"escalation: {exc}") from None
         self.outbox = Outbox(store, protocol.zone)
         # a catch-up that touches many patients folds them in a process per core
         self.projector = StatusProjector(
@@ -146,7 +157,7 @@ class AlertWorker:
         self.dispatcher = Dispatcher(
             self.outbox, self.channels, roster, clock, protocol, worker_id=self.worker_id,
             batch_size=batch_size, lease=timedelta(seconds=lease_seconds), retry=retry,
-            rand=rand, stop=self.stop_event, wall=self.wall)
+            rand=rand, stop=self.stop_event, wall=self.wall, policy=self.policy)
         path = sqlite_lock_path(store)
         self._lock = SingleWorkerLock(path) if path is not None else None
         self._started = False
@@ -225,7 +236,7 @@ class AlertWorker:
             chunk = decided.raise_[i:i + _RAISE_CHUNK]
             with self.outbox.transaction() as writer:
                 for spec in chunk:
-                    routes = routes_for(self.roster, spec.kind, spec.severity, 0, available)
+                    routes = self.roster.routes(spec.kind, spec.severity, 0, available)
                     alert_id = self.outbox.raise_alert(
                         writer, spec, routes, now=now, by=self.by,
                         not_before=send_not_before(spec, now, self.protocol.zone,
@@ -267,22 +278,12 @@ class AlertWorker:
         now = self.clock.now()
         with self.store.engine.connect() as conn:
             due = self.outbox.due_escalations(conn, now, limit=500)
-        available = set(self.channels)
-        delay = timedelta(minutes=self.protocol.escalation_minutes)
-
-        def step(alert: AlertRow) -> Escalation:
-            role = self.roster.next_role(alert.level)
-            if role is None:
-                return Escalation(None)
-            routes = routes_for(self.roster, alert.kind, alert.severity, alert.level + 1,
-                                available)
-            further = self.roster.next_role(alert.level + 1) is not None
-            return Escalation(role, tuple(routes), now + delay if further else None)
-
+        steps = self.escalation_steps(now) if due else []
         done = 0
         for alert_id in due:
             with self.outbox.transaction() as writer:
-                result = self.outbox.escalate(writer, alert_id, now=now, by=self.by, step=step)
+                result = self.outbox.escalate(writer, alert_id, now=now, by=self.by,
+                                              steps=steps)
             if result is None:
                 continue
             if result.role is None:
@@ -292,6 +293,19 @@ class AlertWorker:
             log.warning(logfmt("alert.escalated", alert=alert_id, to_role=result.role,
                                recipients=len(result.routes)))
         return done
+
+    def escalation_steps(self, now: datetime) -> list[Escalation]:
+        """The chain as data: ``steps[level]`` takes an alert from ``level`` to the next
+        role (the roster's routes for it, the policy's next instant)."""
+        available = set(self.channels)
+        steps = []
+        for level, role in enumerate(self.roster.escalation.chain):
+            # escalation levels route by the chain alone, whatever the kind and severity
+            routes = self.roster.routes("escalation", "urgent", level + 1, available)
+            further = self.roster.next_role(level + 1) is not None
+            steps.append(Escalation(role, tuple(routes), self.policy.escalate_at(
+                EscalationTrigger.ESCALATED, now, further=further)))
+        return steps
 
     def dispatch(self) -> DispatchReport:
         return self.dispatcher.dispatch()

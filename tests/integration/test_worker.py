@@ -15,7 +15,7 @@ from alerts.channels.base import Channel, DeliveryReceipt, Message, Recipient
 from alerts.channels.console import ConsoleChannel
 from alerts.channels.smtp_email import SmtpEmailChannel
 from alerts.channels.twilio_sms import TwilioSmsChannel
-from alerts.errors import WorkerAlreadyRunning
+from alerts.errors import WorkerAlreadyRunning, WorkerConfigurationError
 from alerts.outbox import Outbox
 from alerts.tables import deliveries as D
 from alerts.worker import AlertWorker
@@ -27,6 +27,7 @@ from tests.integration.alert_builders import (
     NOW,
     NURSE_PHONE,
     RHEUM_EMAIL,
+    ROSTER_TOML,
     alerts,
     deliveries,
     hypocalcaemia,
@@ -229,6 +230,36 @@ def test_escalation_after_exactly_the_configured_delay(
         "AlertSent"]
     assert [(e.data.to_role, e.data.level) for e in events if e.type == "AlertEscalated"] \
         == [("rheumatologist", 1), ("on_call_consultant", 2)]
+
+
+def test_the_rosters_delay_minutes_sets_the_escalation_instant(
+        store: EventStore, channels: dict[str, Channel], smtp_server: SmtpTestServer,
+        clock: FixedClock) -> None:
+    shorter = roster(ROSTER_TOML.replace(
+        'chain = ["rheumatologist", "on_call_consultant"]',
+        'chain = ["rheumatologist", "on_call_consultant"]\ndelay_minutes = 45'))
+    hypocalcaemia(store)
+    with worker(store, clock, channels, the_roster=shorter) as w:
+        w.run_once()
+        sent_at = clock.instant
+        [alert] = alerts(store)
+        assert alert.escalate_at == sent_at + timedelta(minutes=45)
+        clock.instant = sent_at + timedelta(minutes=44, seconds=59)
+        assert w.run_once().escalated == 0
+        clock.instant = sent_at + timedelta(minutes=45)
+        assert w.run_once().escalated == 1
+        [alert] = alerts(store)
+        assert alert.escalate_at == clock.instant + timedelta(minutes=45)
+    assert len(smtp_server.messages) == 1
+
+
+def test_a_roster_delay_longer_than_the_protocols_refuses_to_start(
+        store: EventStore, channels: dict[str, Channel], clock: FixedClock) -> None:
+    longer = roster(ROSTER_TOML.replace(
+        'chain = ["rheumatologist", "on_call_consultant"]',
+        'chain = ["rheumatologist", "on_call_consultant"]\ndelay_minutes = 121'))
+    with pytest.raises(WorkerConfigurationError, match=r"delay_minutes = 121 .* \(120\)"):
+        worker(store, clock, channels, the_roster=longer)
 
 
 def test_acknowledgement_stops_escalation(

@@ -73,8 +73,7 @@ def test_minimal_roster_and_defaults() -> None:
     roster = parse_roster(roster_text(STAFF_A, STAFF_B, ROUTING))
     assert [m.id for m in roster.staff] == ["nurse.a", "rheum.b"]
     assert roster.member("rheum.b").on_call is False
-    assert roster.escalation.delay_minutes == 120
-    assert roster.escalation_delay.total_seconds() == 7200
+    assert roster.escalation.delay_minutes is None  # the protocol's escalation_minutes
     assert roster.member("nurse.a").recipient() == Recipient(
         "nurse.a", phone="+34600000001", email="nurse.a@example.org")
     assert roster.member("nurse.a").channels() == ("sms", "email")
