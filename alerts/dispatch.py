@@ -38,7 +38,7 @@ from alerts.errors import (
     UnknownOutcomeError,
 )
 from alerts.messages import render, render_digest, render_escalation
-from alerts.outbox import DIGEST, IMMEDIATE, PENDING, DeliveryRow, Outbox
+from alerts.outbox import DIGEST, IMMEDIATE, PENDING, SENT, UNKNOWN, DeliveryRow, Outbox
 from alerts.roster import Roster
 from alerts.rules import EscalationPolicy, EscalationTrigger, backoff_seconds
 from tracker.clock import Clock
@@ -253,7 +253,7 @@ class Dispatcher:
                     escalate_at=self.policy.escalate_at(EscalationTrigger.SENT, now))
         for d in rows:
             report.sent += 1
-            report.outcomes.append((d.delivery_id, "sent"))
+            report.outcomes.append((d.delivery_id, SENT))
             log.info(logfmt("alert.sent", alert=d.alert_id, patient=patient,
                             recipient=d.recipient, channel=receipt.channel, level=d.level,
                             mode=d.mode, attempt=d.attempts, provider_id=receipt.provider_id,
@@ -310,7 +310,7 @@ class Dispatcher:
             report.outcomes.append((d.delivery_id, status))
             if status == PENDING:
                 report.retrying += 1
-            elif status == "unknown":
+            elif status == UNKNOWN:
                 report.unknown += 1
             else:
                 report.dead += 1

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from alerts.tables import deliveries as D
 from alerts.tables import worker_heartbeats as H
+from alerts.vocabulary import DeliveryStatus
 from events.store.tables import events as E
 from tracker.readmodel import projector_checkpoints
 
@@ -36,7 +37,8 @@ DEFAULT_INTERVAL = timedelta(seconds=5)
 #: rows of workers dead or stopped for longer than this are deleted when a worker starts
 FORGET_AFTER = timedelta(days=7)
 #: the delivery statuses ``worker status`` counts per channel
-COUNTED_STATUSES = ("pending", "sending", "unknown", "dead")
+COUNTED_STATUSES = tuple(s.value for s in (
+    DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN, DeliveryStatus.DEAD))
 
 
 def package_version() -> str:

@@ -34,6 +34,7 @@ from alerts.roster import Route
 from alerts.rules import AlertSpec, KnownAlert, event_dedupe_key
 from alerts.tables import alerts as A
 from alerts.tables import deliveries as D
+from alerts.vocabulary import AlertStatus, DeliveryMode, DeliveryStatus
 from events.envelope import NewEvent
 from events.store import EventStore
 from events.store.writing import Writer
@@ -46,11 +47,13 @@ from events.vocabulary import (
     AlertSent,
     EventData,
 )
+from tracker.alertkinds import Severity
 
 PENDING, SENDING, SENT, DEAD, UNKNOWN, CANCELLED = (
-    "pending", "sending", "sent", "dead", "unknown", "cancelled")
-OPEN, ACKNOWLEDGED = "open", "acknowledged"
-IMMEDIATE, DIGEST = "immediate", "digest"
+    DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.SENT, DeliveryStatus.DEAD,
+    DeliveryStatus.UNKNOWN, DeliveryStatus.CANCELLED)
+OPEN, ACKNOWLEDGED = AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED
+IMMEDIATE, DIGEST = DeliveryMode.IMMEDIATE, DeliveryMode.DIGEST
 
 log = logging.getLogger("alerts.outbox")
 
@@ -87,7 +90,7 @@ class AlertRow:
 
     @property
     def urgent(self) -> bool:
-        return self.severity == "urgent"
+        return self.severity == Severity.URGENT
 
 
 @dataclass(frozen=True, slots=True)

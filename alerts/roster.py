@@ -325,7 +325,7 @@ def _cross_check(roster: Roster) -> tuple[Path_, str] | None:
     for severity in SEVERITIES:
         if severity not in routing.severity and not routing.default:
             return ("routing",), (
-                f"severity {severity!r} is not routed: add [routing.severity] {severity} "
+                f"severity {str(severity)!r} is not routed: add [routing.severity] {severity} "
                 "or [routing] default")
     return None
 

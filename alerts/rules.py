@@ -32,9 +32,11 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from alerts.vocabulary import AlertStatus
+from tracker.alertkinds import Severity
 from tracker.protocol import Protocol
 
-URGENT = "urgent"
+URGENT = Severity.URGENT
 EVENT_KEY_LIMIT = 200  # the longest dedupe key an AlertRaised event may carry
 
 
@@ -232,7 +234,7 @@ def plan(due: Iterable[DueRow], present_keys: Collection[str],
             cause_event_ids=row.cause_event_ids))
     cancel = [Cancellation(a.alert_id, a.dedupe_key, "item no longer due")
               for a in sorted(known.values(), key=lambda a: a.dedupe_key)
-              if a.status == "open" and a.dedupe_key not in present_keys
+              if a.status == AlertStatus.OPEN and a.dedupe_key not in present_keys
               and (evaluated is None or a.patient in evaluated)]
     out.sort(key=lambda s: (s.fires_at, s.severity != URGENT, s.dedupe_key))
     return Plan(raise_=out, cancel=cancel, too_old=too_old)

@@ -25,11 +25,12 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from alerts.vocabulary import AlertStatus, DeliveryStatus
 from events.store.tables import metadata
 from events.store.types import UTCDateTime
 
-ALERT_STATUSES = ("open", "acknowledged", "cancelled")
-DELIVERY_STATUSES = ("pending", "sending", "sent", "dead", "unknown", "cancelled")
+ALERT_STATUSES = tuple(AlertStatus)
+DELIVERY_STATUSES = tuple(DeliveryStatus)
 
 alerts = Table(
     "alerts", metadata,

@@ -50,7 +50,9 @@ from alerts.rules import (
     plan,
     send_not_before,
 )
+from alerts.vocabulary import AlertStatus, DeliveryMode, MessageKind
 from events.store import EventStore
+from tracker.alertkinds import Severity
 from tracker.clock import Clock, SystemClock
 from tracker.protocol import Protocol
 from tracker.readmodel import CatchUpReport, StatusProjector, due_items, patient_status
@@ -224,9 +226,10 @@ class AlertWorker:
                                         due_items.c.fires_on <= today)
                 .order_by(due_items.c.fires_on, due_items.c.key))]
             known = self.outbox.known(conn, keys=(r.key for r in rows))
-            open_keys = sorted(k for k, a in known.items() if a.status == "open")
+            open_keys = sorted(k for k, a in known.items() if a.status == AlertStatus.OPEN)
             present = self._present(conn, open_keys)
-            patients = sorted({a.patient for a in known.values() if a.status == "open"})
+            patients = sorted({a.patient for a in known.values()
+                               if a.status == AlertStatus.OPEN})
             evaluated = self._evaluated(conn, patients)
         decided = plan(rows, present, known, now=now, protocol=self.protocol,
                        evaluated=evaluated)
@@ -248,7 +251,8 @@ class AlertWorker:
                     log.info(logfmt("alert.raised", alert=alert_id, patient=spec.patient,
                                     kind=spec.kind, severity=spec.severity,
                                     due_on=spec.due_on, recipients=len(routes),
-                                    mode="immediate" if spec.urgent else "digest"))
+                                    mode=DeliveryMode.IMMEDIATE if spec.urgent
+                                    else DeliveryMode.DIGEST))
         for c in decided.cancel:
             with self.outbox.transaction() as writer:
                 if self.outbox.cancel(writer, c.alert_id, c.reason, now=now, by=self.by):
@@ -301,7 +305,8 @@ class AlertWorker:
         steps = []
         for level, role in enumerate(self.roster.escalation.chain):
             # escalation levels route by the chain alone, whatever the kind and severity
-            routes = self.roster.routes("escalation", "urgent", level + 1, available)
+            routes = self.roster.routes(MessageKind.ESCALATION, Severity.URGENT, level + 1,
+                                        available)
             further = self.roster.next_role(level + 1) is not None
             steps.append(Escalation(role, tuple(routes), self.policy.escalate_at(
                 EscalationTrigger.ESCALATED, now, further=further)))

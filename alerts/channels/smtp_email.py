@@ -43,6 +43,7 @@ from alerts.errors import (
     TransientDeliveryError,
     UnknownOutcomeError,
 )
+from alerts.vocabulary import MessageKind
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def message_id_for(message: Message, recipient: Recipient, sender: str) -> str:
     ``purpose`` is ``digest`` or ``escalation`` for those kinds and ``alert`` otherwise (the
     clinical kind is never put in a header).
     """
-    purpose = message.kind if message.kind in ("digest", "escalation") else "alert"
+    purpose = message.kind if message.kind in tuple(MessageKind) else "alert"
     local = ".".join(
         _UNSAFE_ID_CHARS.sub("-", part).strip(".") or "x"
         for part in (str(message.alert_id), purpose, recipient.staff_id))
