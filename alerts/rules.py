@@ -27,42 +27,15 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Any
 from zoneinfo import ZoneInfo
-
-import orjson
 
 from alerts.vocabulary import AlertStatus
 from tracker.alertkinds import Severity
+from tracker.due import DueItem
 from tracker.protocol import Protocol
 
 URGENT = Severity.URGENT
 EVENT_KEY_LIMIT = 200  # the longest dedupe key an AlertRaised event may carry
-
-
-@dataclass(frozen=True, slots=True)
-class DueRow:
-    """One row of the read model's ``due_items`` (see tracker/due.py)."""
-
-    key: str
-    group: str
-    patient: str
-    kind: str
-    severity: str
-    fires_on: date
-    item_due_on: date
-    item: str
-    cause_event_ids: tuple[str, ...]
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> DueRow:
-        causes = row["cause_event_ids"]
-        if isinstance(causes, str):
-            causes = orjson.loads(causes)
-        return cls(key=row["key"], group=row["grp"], patient=row["patient"], kind=row["kind"],
-                   severity=row["severity"], fires_on=row["fires_on"],
-                   item_due_on=row["item_due_on"], item=row["item"],
-                   cause_event_ids=tuple(causes))
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +172,7 @@ def event_dedupe_key(key: str) -> str:
     return f"{key[:EVENT_KEY_LIMIT - 34]}#{digest}"
 
 
-def plan(due: Iterable[DueRow], present_keys: Collection[str],
+def plan(due: Iterable[DueItem], present_keys: Collection[str],
          known: Mapping[str, KnownAlert], *, now: datetime, protocol: Protocol,
          evaluated: Collection[str] | None = None) -> Plan:
     """What to raise and what to cancel at ``now``.

@@ -27,14 +27,13 @@ import socket
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from alerts.channels.base import Channel
@@ -44,7 +43,6 @@ from alerts.health import Heartbeat
 from alerts.outbox import Escalation, Outbox
 from alerts.roster import Roster
 from alerts.rules import (
-    DueRow,
     EscalationPolicy,
     EscalationTrigger,
     plan,
@@ -55,7 +53,13 @@ from events.store import EventStore
 from tracker.alertkinds import Severity
 from tracker.clock import Clock, SystemClock
 from tracker.protocol import Protocol
-from tracker.readmodel import CatchUpReport, StatusProjector, due_items, patient_status
+from tracker.readmodel import (
+    CatchUpReport,
+    StatusProjector,
+    fired_due_items,
+    patients_with_status,
+    present_due_keys,
+)
 
 log = logging.getLogger("alerts.worker")
 T = TypeVar("T")
@@ -221,16 +225,13 @@ class AlertWorker:
         # only rows that may still be news: older ones are history (alert_lookback_days)
         earliest = today - timedelta(days=self.protocol.alert_lookback_days + 1)
         with self.store.engine.connect() as conn:
-            rows = [DueRow.from_row(dict(r._mapping)) for r in conn.execute(
-                select(due_items).where(due_items.c.fires_on >= earliest,
-                                        due_items.c.fires_on <= today)
-                .order_by(due_items.c.fires_on, due_items.c.key))]
+            rows = fired_due_items(conn, earliest, today)
             known = self.outbox.known(conn, keys=(r.key for r in rows))
             open_keys = sorted(k for k, a in known.items() if a.status == AlertStatus.OPEN)
-            present = self._present(conn, open_keys)
+            present = present_due_keys(conn, open_keys)
             patients = sorted({a.patient for a in known.values()
                                if a.status == AlertStatus.OPEN})
-            evaluated = self._evaluated(conn, patients)
+            evaluated = patients_with_status(conn, patients)
         decided = plan(rows, present, known, now=now, protocol=self.protocol,
                        evaluated=evaluated)
         report = EvaluationReport(too_old=decided.too_old)
@@ -259,23 +260,6 @@ class AlertWorker:
                     report.cancelled.append(c.alert_id)
                     log.info(logfmt("alert.cancelled", alert=c.alert_id, reason=c.reason))
         return report
-
-    @staticmethod
-    def _present(conn: Any, keys: Sequence[str]) -> set[str]:
-        out: set[str] = set()
-        for i in range(0, len(keys), 500):
-            q = select(due_items.c.key).where(due_items.c.key.in_(keys[i:i + 500]))
-            out.update(r[0] for r in conn.execute(q))
-        return out
-
-    @staticmethod
-    def _evaluated(conn: Any, patients: Sequence[str]) -> set[str]:
-        out: set[str] = set()
-        for i in range(0, len(patients), 500):
-            q = select(patient_status.c.patient).where(
-                patient_status.c.patient.in_(patients[i:i + 500]))
-            out.update(r[0] for r in conn.execute(q))
-        return out
 
     def escalate(self) -> int:
         """Send every open urgent alert whose escalation instant has come one role up."""

@@ -13,7 +13,6 @@ from alerts.outbox import Route
 from alerts.roster import parse_roster
 from alerts.rules import (
     AlertSpec,
-    DueRow,
     EscalationPolicy,
     EscalationTrigger,
     KnownAlert,
@@ -25,14 +24,15 @@ from alerts.rules import (
     plan,
     send_not_before,
 )
+from tracker.due import DueItem
 from tracker.protocol import DEFAULT_PROTOCOL
 
 MADRID = DEFAULT_PROTOCOL.zone
 
 
 def row(key: str = "P1:hypocalcaemia:2025-03-10:e1:now", *, fires_on: date = date(2025, 3, 10),
-        severity: str = "urgent", patient: str = "P1") -> DueRow:
-    return DueRow(key=key, group=key.rsplit(":", 1)[0], patient=patient, kind="hypocalcaemia",
+        severity: str = "urgent", patient: str = "P1") -> DueItem:
+    return DueItem(key=key, group=key.rsplit(":", 1)[0], patient=patient, kind="hypocalcaemia",
                   severity=severity, fires_on=fires_on, item_due_on=fires_on,
                   item="hypocalcaemia", cause_event_ids=("e1",))
 
