@@ -10,13 +10,14 @@ import orjson
 
 from events.envelope import utc_iso
 from tracker.cli.common import State, emit_json, handles_errors, pass_state
-from tracker.errors import CommandRefused, NotFound
+from tracker.errors import CommandRefused, ConfigurationError, NotFound
 
 if TYPE_CHECKING:  # the worker's modules (twilio, APScheduler) load only when used
+    from alerts.health import WorkerHealth
     from alerts.outbox import AlertRow, DeliveryRow
 
 
-@click.command("worker")
+@click.group("worker", invoke_without_command=True)
 @click.option("--once", is_flag=True, help="run one full cycle and exit")
 @click.option("--worker-id", default=None, help="this worker's id in leases and logs")
 @click.option("--batch-size", default=100, show_default=True, type=click.IntRange(1))
@@ -26,24 +27,97 @@ if TYPE_CHECKING:  # the worker's modules (twilio, APScheduler) load only when u
               type=click.FloatRange(min=0.1))
 @click.option("--now", default=None,
               help="with --once: evaluate at this ISO instant (demos, replays)")
+@click.pass_context
 @pass_state
 @handles_errors
-def worker_cmd(state: State, once: bool, worker_id: str | None, batch_size: int,
-               lease_seconds: float, poll_seconds: float, now: str | None) -> None:
-    """Raise, route, send and escalate alerts (runs until SIGTERM unless --once)."""
+def worker_cmd(state: State, ctx: click.Context, once: bool, worker_id: str | None,
+               batch_size: int, lease_seconds: float, poll_seconds: float,
+               now: str | None) -> None:
+    """Raise, route, send and escalate alerts (runs until SIGTERM unless --once).
+
+    `cno-tracker worker status` tells whether a worker is alive."""
+    if ctx.invoked_subcommand is not None:
+        return
     if now is not None and not once:
         raise click.UsageError("--now is only allowed with --once")
+    from alerts.errors import WorkerConfigurationError
     from alerts.wiring import build_worker
     from alerts.worker import configure_logging
 
     configure_logging()
-    worker = build_worker(state.app(), worker_id=worker_id, batch_size=batch_size,
-                          lease_seconds=lease_seconds, poll_seconds=poll_seconds, now=now)
-    if once:
-        with worker:
-            worker.run_once()
+    try:
+        worker = build_worker(state.app(), worker_id=worker_id, batch_size=batch_size,
+                              lease_seconds=lease_seconds, poll_seconds=poll_seconds, now=now)
+        if once:
+            with worker:
+                worker.run_once()
+        else:
+            worker.run_forever()
+    except WorkerConfigurationError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+@worker_cmd.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@pass_state
+@handles_errors
+def worker_status_cmd(state: State, ctx: click.Context, as_json: bool) -> None:
+    """Workers' heartbeats, lag behind the log, deliveries per channel, channels down.
+
+    Exit 0 when a worker's heartbeat is fresh and no channel is down, else exit 1."""
+    from alerts.health import worker_health
+
+    app = state.app()
+    health = worker_health(app.engine, app.clock.now())
+    if as_json:
+        emit_json(health_json(health))
     else:
-        worker.run_forever()
+        for line in health_lines(health):
+            click.echo(line)
+    ctx.exit(0 if health.ok else 1)
+
+
+def health_json(health: WorkerHealth) -> dict[str, Any]:
+    return {
+        "ok": health.ok, "now": _iso(health.now), "alive": len(health.alive),
+        "last_cycle_ended_at": _iso(health.last_cycle_ended_at),
+        "lag_positions": health.lag_positions, "channels_down": health.channels_down,
+        "deliveries": health.deliveries,
+        "workers": [{
+            "worker_id": w.worker_id, "alive": w.alive, "host": w.host, "pid": w.pid,
+            "version": w.version, "started_at": _iso(w.started_at), "beat_at": _iso(w.beat_at),
+            "cycle_started_at": _iso(w.cycle_started_at),
+            "cycle_ended_at": _iso(w.cycle_ended_at), "stopped_at": _iso(w.stopped_at),
+            "channels_down": w.channels_down,
+        } for w in health.workers],
+    }
+
+
+def health_lines(health: WorkerHealth) -> list[str]:
+    alive = health.alive
+    lines = [f"workers: {len(alive)} alive" + (
+        "" if alive else " — NO FRESH HEARTBEAT: alerts are not being sent")]
+    for w in health.workers:
+        state = "alive" if w.alive else ("stopped" if w.stopped_at else "dead (heartbeat expired)")
+        ago = (health.now - w.beat_at).total_seconds()
+        cycle = (f"last cycle {_iso(w.cycle_started_at)} → {_iso(w.cycle_ended_at)}"
+                 if w.cycle_started_at else "no cycle yet")
+        lines.append(f"  {w.worker_id}  {state}  {w.host} pid {w.pid}  v{w.version}  "
+                     f"beat {ago:.0f} s ago  {cycle}")
+    lag = health.lag_positions
+    lines.append("lag behind the log: " + ("projector never ran" if lag is None
+                                           else f"{lag} position(s)"))
+    if health.deliveries:
+        for channel, counts in health.deliveries.items():
+            lines.append(f"deliveries {channel}: " + ", ".join(
+                f"{n} {status}" for status, n in counts.items()))
+    else:
+        lines.append("deliveries: none waiting, unknown or dead")
+    for channel, reason in health.channels_down.items():
+        lines.append(f"CHANNEL DOWN {channel}: {reason} (fix the credentials, restart the "
+                     "worker)")
+    return lines
 
 
 @click.group("alerts")

@@ -1,11 +1,19 @@
 """Getting alerts to the right staff: routing by roster, claiming due deliveries, sending
 them through the channels and recording every outcome (as outbox rows and events).
 
-- Permanent failures (Twilio 21211/21610, SMTP 5xx, …) are dead-lettered at once.
+- Permanent failures (Twilio 21211/21610/21614, SMTP 550, …) are dead-lettered at once,
+  and the same person is tried on their other channel (when this worker has it) before
+  the alert escalates.
+- Refused credentials (Twilio 20003 / HTTP 401, SMTP 535) mark the channel *down* for this
+  worker: the delivery goes back to ``pending`` (its attempt not counted), no more of that
+  channel's deliveries are claimed, a configuration error is logged once per cycle and the
+  heartbeat shows it (``cno-tracker worker status``). Fix the credentials and restart the
+  worker: the pending deliveries then go out.
 - Transient ones (429, 5xx, timeouts, SMTP 4xx) are retried after an exponential backoff
   with jitter (:class:`RetryPolicy`), up to ``max_attempts``, then dead-lettered.
-- An unknown outcome (the provider may have the message) is marked ``unknown`` and never
-  repeated blindly; it shows in ``cno-tracker alerts list``.
+- An unknown outcome (the provider may have the message) is marked ``unknown`` and not
+  retried; it shows in ``cno-tracker alerts list``. A send in flight when its worker dies
+  is repeated by the next worker (at most that one message twice).
 - Digest deliveries are sent as ONE message per recipient (and channel) listing all their
   due digest deliveries (:func:`alerts.messages.render_digest`).
 
@@ -18,23 +26,25 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from alerts.channels.base import Channel, DeliveryReceipt, Message, Recipient
-from alerts.errors import DeliveryError, PermanentDeliveryError, UnknownOutcomeError
+from alerts.errors import (
+    ChannelUnavailableError,
+    DeliveryError,
+    PermanentDeliveryError,
+    UnknownOutcomeError,
+)
 from alerts.messages import render, render_digest, render_escalation
-from alerts.outbox import DIGEST, IMMEDIATE, PENDING, DeliveryRow, Outbox, Route
+from alerts.outbox import DIGEST, IMMEDIATE, PENDING, SENT, UNKNOWN, DeliveryRow, Outbox
 from alerts.roster import Roster
-from alerts.rules import backoff_seconds
+from alerts.rules import EscalationPolicy, EscalationTrigger, backoff_seconds
 from tracker.clock import Clock
 from tracker.protocol import Protocol
 
 log = logging.getLogger("alerts.dispatch")
-
-FALLBACK_CHANNELS = ("file", "console")
-
 
 def logfmt(event: str, **fields: object) -> str:
     """``event=<event> key=value …`` (values with spaces or quotes are quoted)."""
@@ -47,24 +57,6 @@ def logfmt(event: str, **fields: object) -> str:
             text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
         parts.append(f"{key}={text}")
     return " ".join(parts)
-
-
-def routes_for(roster: Roster, kind: str, severity: str, level: int,
-               available: Collection[str]) -> list[Route]:
-    """One route per person the roster names for ``kind``/``severity`` at ``level``, by
-    their preferred channel when this worker has it, else another channel they can be
-    reached by, else the local fallback (file, then console).
-
-    **[reading]** A person whose channels are all unconfigured here (a development set-up
-    with neither Twilio nor SMTP) is reached through the console/file fallback rather than
-    not at all."""
-    fallback = next((c for c in FALLBACK_CHANNELS if c in available), None)
-    out: list[Route] = []
-    for member in roster.recipients_for(kind, severity, level):
-        channel = next((c for c in member.channels() if c in available), fallback)
-        if channel is not None:
-            out.append(Route(member.id, channel))
-    return out
 
 
 @dataclass(frozen=True)
@@ -104,7 +96,8 @@ class Dispatcher:
                  clock: Clock, protocol: Protocol, *, worker_id: str, batch_size: int = 100,
                  lease: timedelta = timedelta(seconds=120), retry: RetryPolicy | None = None,
                  rand: Callable[[], float] = random.random,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, wall: Clock | None = None,
+                 policy: EscalationPolicy | None = None) -> None:
         self.outbox = outbox
         self.channels = channels
         self.roster = roster
@@ -117,14 +110,30 @@ class Dispatcher:
         self.retry = retry or RetryPolicy()
         self.rand = rand
         self.stop = stop or threading.Event()
+        self.policy = policy or EscalationPolicy.of(protocol.escalation_minutes)
+        #: the wall clock heartbeats are judged by (None: leases only, no heartbeats)
+        self.wall = wall
+        #: channels whose credentials the provider refused: channel → reason
+        self.down: dict[str, str] = {}
 
     # ----------------------------------------------------------------- public
     def dispatch(self, *, max_batches: int = 50) -> DispatchReport:
         """Send every due immediate delivery, then every due digest."""
+        self.log_channels_down()
         report = self.dispatch_immediate(max_batches=max_batches)
         if not self.stop.is_set():
             report.add(self.dispatch_digest())
         return report
+
+    def _wall_now(self) -> datetime | None:
+        return self.wall.now() if self.wall is not None else None
+
+    def log_channels_down(self) -> None:
+        """The configuration error of each down channel, once per cycle."""
+        for channel, reason in sorted(self.down.items()):
+            log.error(logfmt("config.channel_down", channel=channel, reason=reason,
+                             action="fix the credentials and restart the worker",
+                             worker=self.worker_id))
 
     def dispatch_immediate(self, *, max_batches: int = 50) -> DispatchReport:
         report = DispatchReport()
@@ -132,7 +141,8 @@ class Dispatcher:
             if self.stop.is_set():
                 break
             batch = self.outbox.claim(owner=self.worker_id, now=self.clock.now(),
-                                      mode=IMMEDIATE, limit=self.batch_size, lease=self.lease)
+                                      mode=IMMEDIATE, limit=self.batch_size, lease=self.lease,
+                                      skip_channels=self.down, heartbeats_at=self._wall_now())
             if not batch:
                 break
             with self.outbox.engine.connect() as conn:
@@ -143,13 +153,19 @@ class Dispatcher:
                         self.worker_id, now=self.clock.now(),
                         delivery_ids=[d.delivery_id for d in batch[i:]])
                     break
+                if delivery.channel in self.down:  # went down earlier in this batch
+                    report.released += self.outbox.release(
+                        self.worker_id, now=self.clock.now(),
+                        delivery_ids=[delivery.delivery_id])
+                    continue
                 alert = alerts[delivery.alert_id]
                 try:
                     message = (render(alert) if delivery.level == 0
                                else render_escalation(alert, level=delivery.level))
                 except ValueError as exc:
                     self._failed([delivery], PermanentDeliveryError(
-                        f"cannot render the message ({exc})"), report, alert.patient)
+                        f"cannot render the message ({exc})"), report, alert.patient,
+                        other_channel=False)
                     continue
                 self._deliver([delivery], message, report, alert.patient)
             if len(batch) < self.batch_size:
@@ -160,7 +176,8 @@ class Dispatcher:
         """One digest per (recipient, channel) over all their due digest deliveries."""
         report = DispatchReport()
         batch = self.outbox.claim(owner=self.worker_id, now=self.clock.now(), mode=DIGEST,
-                                  limit=10_000, lease=self.lease)
+                                  limit=10_000, lease=self.lease, skip_channels=self.down,
+                                  heartbeats_at=self._wall_now())
         if not batch:
             return report
         with self.outbox.engine.connect() as conn:
@@ -170,6 +187,11 @@ class Dispatcher:
             groups.setdefault((d.recipient, d.channel), []).append(d)
         ordered = [groups[k] for k in sorted(groups)]
         for i, rows in enumerate(ordered):
+            if rows[0].channel in self.down:
+                report.released += self.outbox.release(
+                    self.worker_id, now=self.clock.now(),
+                    delivery_ids=[d.delivery_id for d in rows])
+                continue
             if self.stop.is_set():
                 report.released += self.outbox.release(
                     self.worker_id, now=self.clock.now(),
@@ -207,7 +229,14 @@ class Dispatcher:
                     f"channel {first.channel!r} is not configured on this worker",
                     channel=first.channel)
             recipient = self._recipient(first.recipient)
+        except DeliveryError as exc:
+            self._failed(rows, exc, report, patient, other_channel=channel is None)
+            return
+        try:
             receipt: DeliveryReceipt = channel.send(message, recipient)
+        except ChannelUnavailableError as exc:
+            self._channel_down(first.channel, exc, rows, report)
+            return
         except DeliveryError as exc:
             self._failed(rows, exc, report, patient)
             return
@@ -220,37 +249,68 @@ class Dispatcher:
             for d in sorted(rows, key=lambda d: d.alert_id):
                 self.outbox.record_sent(
                     writer, d, provider_id=receipt.provider_id, channel=receipt.channel,
-                    now=now, by=self.by, escalation_minutes=self.protocol.escalation_minutes)
+                    now=now, by=self.by,
+                    escalate_at=self.policy.escalate_at(EscalationTrigger.SENT, now))
         for d in rows:
             report.sent += 1
-            report.outcomes.append((d.delivery_id, "sent"))
+            report.outcomes.append((d.delivery_id, SENT))
             log.info(logfmt("alert.sent", alert=d.alert_id, patient=patient,
                             recipient=d.recipient, channel=receipt.channel, level=d.level,
                             mode=d.mode, attempt=d.attempts, provider_id=receipt.provider_id,
                             worker=self.worker_id))
 
+    def _channel_down(self, channel: str, exc: ChannelUnavailableError,
+                      rows: Sequence[DeliveryRow], report: DispatchReport) -> None:
+        """Credentials refused: give the rows back and claim nothing more of ``channel``."""
+        first = channel not in self.down
+        self.down[channel] = exc.reason
+        report.released += self.outbox.release(
+            self.worker_id, now=self.clock.now(), delivery_ids=[d.delivery_id for d in rows])
+        if first:
+            log.error(logfmt("config.channel_down", channel=channel, code=exc.code,
+                             reason=exc.reason, pending=len(rows),
+                             action="fix the credentials and restart the worker",
+                             worker=self.worker_id))
+
+    def _other_channel(self, delivery: DeliveryRow) -> str | None:
+        """The recipient's next channel this worker can use, after ``delivery``'s."""
+        try:
+            member = self.roster.member(delivery.recipient)
+        except KeyError:
+            return None
+        return next((c for c in member.channels() if c != delivery.channel
+                     and c in self.channels and c not in self.down), None)
+
     def _failed(self, rows: Sequence[DeliveryRow], exc: DeliveryError,
-                report: DispatchReport, patient: str | None) -> None:
+                report: DispatchReport, patient: str | None, *,
+                other_channel: bool = True) -> None:
         now = self.clock.now()
         unknown = isinstance(exc, UnknownOutcomeError)
         permanent = not unknown and not exc.retryable
         reason = exc.reason + (f" (code {exc.code})" if exc.code is not None
                                and str(exc.code) not in exc.reason else "")
+        escalate_at = self.policy.escalate_at(
+            EscalationTrigger.UNKNOWN if unknown else EscalationTrigger.NOBODY_REACHED, now)
         with self.outbox.transaction() as writer:
             statuses = {}
             for d in sorted(rows, key=lambda d: d.alert_id):
+                fallback = self._other_channel(d) if permanent and other_channel else None
+                if fallback is not None and self.outbox.add_fallback(
+                        writer.conn, d, fallback, now=now):
+                    log.warning(logfmt("alert.other_channel", alert=d.alert_id,
+                                       recipient=d.recipient, failed=d.channel,
+                                       channel=fallback, worker=self.worker_id))
                 retry_at = (None if permanent or unknown
                             else self.retry.retry_at(d.attempts, now, self.rand()))
                 statuses[d.delivery_id] = self.outbox.record_failure(
                     writer, d, error=reason, permanent=permanent, unknown=unknown,
-                    retry_at=retry_at, now=now, by=self.by,
-                    escalation_minutes=self.protocol.escalation_minutes)
+                    retry_at=retry_at, now=now, by=self.by, escalate_at=escalate_at)
         for d in rows:
             status = statuses[d.delivery_id]
             report.outcomes.append((d.delivery_id, status))
             if status == PENDING:
                 report.retrying += 1
-            elif status == "unknown":
+            elif status == UNKNOWN:
                 report.unknown += 1
             else:
                 report.dead += 1

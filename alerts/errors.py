@@ -6,9 +6,14 @@
     ├── DeliveryError               a channel could not deliver a message
     │   ├── PermanentDeliveryError  do not retry: the same request will fail again
     │   ├── TransientDeliveryError  retry later: the request certainly did not get through
+    │   ├── ChannelUnavailableError the provider refused this worker's credentials (Twilio
+    │   │                           20003 / HTTP 401, SMTP 535): the channel is down, the
+    │   │                           delivery stays pending until the configuration is fixed
     │   └── UnknownOutcomeError     the request may have reached the provider: do not repeat
     │                               it blindly (reconcile first, or accept a duplicate knowingly)
-    └── RosterError                 the staff roster file is invalid (``line`` + ``reason``)
+    ├── RosterError                 the staff roster file is invalid (``line`` + ``reason``)
+    └── WorkerConfigurationError    the worker cannot start as configured (exit 5 at the CLI)
+        └── WorkerAlreadyRunning    a second worker on one SQLite database
 
 Every error carries ``reason`` — a short sentence safe to log and to store in an event:
 it never contains a secret (token, password), a phone number, an e-mail address, a
@@ -80,6 +85,14 @@ class TransientDeliveryError(DeliveryError):
     retryable = True
 
 
+class ChannelUnavailableError(DeliveryError):
+    """The provider refused the credentials: no message will go by this channel until
+    the configuration is fixed and the worker restarted. Not the recipient's fault: the
+    delivery is given back (pending), not dead-lettered."""
+
+    retryable = False
+
+
 class UnknownOutcomeError(DeliveryError):
     """The request may have reached the provider (no answer was received).
 
@@ -103,3 +116,12 @@ class RosterError(AlertError):
 
     def __repr__(self) -> str:
         return f"RosterError(line={self.line!r}, reason={self.reason!r})"
+
+
+class WorkerConfigurationError(AlertError):
+    """The worker cannot run as configured; the CLI reports it as a configuration error
+    (exit 5). Kept here so the worker does not import the CLI's error tree."""
+
+
+class WorkerAlreadyRunning(WorkerConfigurationError):
+    """A second worker on one SQLite database."""

@@ -28,36 +28,46 @@ from typing import NamedTuple, Protocol
 from uuid import UUID
 
 from alerts.channels.base import SEVERITIES, Message, Severity
+from alerts.vocabulary import MessageKind
 from events.vocabulary.common import check_patient_ref
+from tracker.alertkinds import AlertKind
 
 TRACKER_COMMAND = "tracker"  # a neutral alias: the real command name would name the disease
 SMS_LIMIT = 160
 
 #: Neutral label per alert kind: one label, or one per severity (warning → urgent = overdue).
+_OVERDUE = {Severity.INFO: "{} due", Severity.WARNING: "{} due", Severity.URGENT: "{} overdue"}
+
+
+def _per_severity(what: str) -> dict[str, str]:
+    return {s.value: f.format(what) for s, f in _OVERDUE.items()}
+
+
+K = AlertKind
 LABELS: dict[str, str | dict[str, str]] = {
-    "pamidronate_dose_due": "infusion due",
-    "baseline_labs_due": {"info": "labs due", "warning": "labs due", "urgent": "labs overdue"},
-    "post_dose_labs_due": {"info": "labs due", "warning": "labs due", "urgent": "labs overdue"},
-    "renal_ultrasound_due": {
-        "info": "imaging due", "warning": "imaging due", "urgent": "imaging overdue"},
-    "hypocalcaemia": "urgent review",
-    "annual_cap_would_be_exceeded": "dose check needed",
-    "dose_deviation": "dose check needed",
-    "corticoid_course_long": "treatment review due",
-    "nsaid_review_due": "treatment review due",
-    "relapse_detected": "review due",
-    "remission_reached": "status update",
-    "pamidronate_contraindicated": "urgent review",
-    "supplement_suggested": "treatment review due",
-    "biopsy_recommended": "review due",
-    "escalation": "unacknowledged alert",
+    K.PAMIDRONATE_DOSE_DUE: "infusion due",
+    K.BASELINE_LABS_DUE: _per_severity("labs"),
+    K.POST_DOSE_LABS_DUE: _per_severity("labs"),
+    K.RENAL_ULTRASOUND_DUE: _per_severity("imaging"),
+    K.HYPOCALCAEMIA: "urgent review",
+    K.ANNUAL_CAP_WOULD_BE_EXCEEDED: "dose check needed",
+    K.DOSE_DEVIATION: "dose check needed",
+    K.CORTICOID_COURSE_LONG: "treatment review due",
+    K.NSAID_REVIEW_DUE: "treatment review due",
+    K.RELAPSE_DETECTED: "review due",
+    K.REMISSION_REACHED: "status update",
+    K.PAMIDRONATE_CONTRAINDICATED: "urgent review",
+    K.SUPPLEMENT_SUGGESTED: "treatment review due",
+    K.BIOPSY_RECOMMENDED: "review due",
+    MessageKind.ESCALATION: "unacknowledged alert",
 }
 
 #: Every kind :func:`render` accepts (the §6 kinds plus ``escalation``), and ``digest``.
-CLINICAL_KINDS: tuple[str, ...] = tuple(k for k in LABELS if k != "escalation")
-ALERT_KINDS: tuple[str, ...] = (*LABELS, "digest")
+CLINICAL_KINDS: tuple[str, ...] = tuple(k for k in LABELS if k != MessageKind.ESCALATION)
+ALERT_KINDS: tuple[str, ...] = (*LABELS, MessageKind.DIGEST)
 
-SEVERITY_WORDS: dict[str, str] = {"urgent": "URGENT", "warning": "Reminder", "info": "Info"}
+SEVERITY_WORDS: dict[str, str] = {
+    Severity.URGENT: "URGENT", Severity.WARNING: "Reminder", Severity.INFO: "Info"}
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 
@@ -104,7 +114,7 @@ def render(alert: AlertLike, *, tracker_command: str = TRACKER_COMMAND) -> Messa
         "",
         *_open_tracker(ref, tracker_command),
     ]
-    if severity == "urgent":
+    if severity == Severity.URGENT:
         lines += ["", "If nobody acknowledges this alert in the tracker, it is escalated "
                       "to the next role on the roster."]
     return _message(alert, alert.kind, severity, subject, sms, lines)
@@ -133,7 +143,7 @@ def render_escalation(
         "",
         *_open_tracker(ref, tracker_command),
     ]
-    return _message(alert, "escalation", "urgent", subject, sms, lines)
+    return _message(alert, MessageKind.ESCALATION, Severity.URGENT, subject, sms, lines)
 
 
 class _DigestRow(NamedTuple):
@@ -163,12 +173,12 @@ def render_digest(
     rows.sort()
     ids = sorted(str(a.alert_id) for a in alerts)
     digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
-    top: Severity = rows[0].severity if rows else "info"
+    top: Severity = rows[0].severity if rows else Severity.INFO
     patients = len({row.ref for row in rows})
     count = (f"{len(rows)} open item{'s' if len(rows) != 1 else ''} for {patients} "
              f"patient{'s' if patients != 1 else ''}")
     day = on.isoformat()
-    urgent = sum(1 for row in rows if row.severity == "urgent")
+    urgent = sum(1 for row in rows if row.severity == Severity.URGENT)
     flag = f" ({urgent} URGENT)" if urgent else ""
     sms = f"Daily summary {day}: {count}{flag}. Open the tracker for details."
     subject = f"Daily summary {day}: {count}{flag}"
@@ -181,7 +191,8 @@ def render_digest(
         body.append("  Nothing is open.")
     body += ["", f"Worklist: {tracker_command} due", *_open_tracker("<ref>", tracker_command)]
     return Message(
-        alert_id=f"digest-{day}-{digest}", patient_ref="", kind="digest", severity=top,
+        alert_id=f"digest-{day}-{digest}", patient_ref="", kind=MessageKind.DIGEST,
+        severity=top,
         subject=subject, sms_text=_check_sms(sms), email_text="\n".join(body) + "\n",
         due_on=on)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,9 +27,12 @@ from zoneinfo import ZoneInfo
 import orjson
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
+from alerts.health import dead_workers
+from alerts.roster import Route
 from alerts.rules import AlertSpec, KnownAlert, event_dedupe_key
 from alerts.tables import alerts as A
 from alerts.tables import deliveries as D
+from alerts.vocabulary import AlertStatus, DeliveryMode, DeliveryStatus
 from events.envelope import NewEvent
 from events.store import ALERT, EventStore, stream_name
 from events.store.writing import Writer
@@ -42,11 +45,13 @@ from events.vocabulary import (
     AlertSent,
     EventData,
 )
+from tracker.alertkinds import Severity
 
 PENDING, SENDING, SENT, DEAD, UNKNOWN, CANCELLED = (
-    "pending", "sending", "sent", "dead", "unknown", "cancelled")
-OPEN, ACKNOWLEDGED = "open", "acknowledged"
-IMMEDIATE, DIGEST = "immediate", "digest"
+    DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.SENT, DeliveryStatus.DEAD,
+    DeliveryStatus.UNKNOWN, DeliveryStatus.CANCELLED)
+OPEN, ACKNOWLEDGED = AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED
+IMMEDIATE, DIGEST = DeliveryMode.IMMEDIATE, DeliveryMode.DIGEST
 
 log = logging.getLogger("alerts.outbox")
 
@@ -83,7 +88,7 @@ class AlertRow:
 
     @property
     def urgent(self) -> bool:
-        return self.severity == "urgent"
+        return self.severity == Severity.URGENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,19 +113,12 @@ class DeliveryRow:
 
 @dataclass(frozen=True, slots=True)
 class Escalation:
-    """One escalation step: the role, its routes and when the following step is due."""
+    """One escalation step, as data: the role an alert goes to, its routes and when the
+    following step is due (``role`` None: the chain is exhausted)."""
 
     role: str | None
     routes: tuple[Route, ...] = ()
     next_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One delivery to create: a staff id and the channel to use."""
-
-    recipient: str
-    channel: str
 
 
 def _alert(row: Any) -> AlertRow:
@@ -292,12 +290,21 @@ class Outbox:
 
     # ----------------------------------------------------------------- claiming
     def claim(self, *, owner: str, now: datetime, mode: str, limit: int,
-              lease: timedelta) -> list[DeliveryRow]:
-        """Take up to ``limit`` due deliveries of ``mode`` for ``owner`` until now + lease."""
+              lease: timedelta, skip_channels: Collection[str] = (),
+              heartbeats_at: datetime | None = None) -> list[DeliveryRow]:
+        """Take up to ``limit`` due deliveries of ``mode`` for ``owner`` until now + lease
+        (none of ``skip_channels``). A row another worker claimed is due again when its
+        lease has expired or — with ``heartbeats_at``, the wall-clock instant heartbeats
+        are judged at — when that worker's heartbeat has expired (alerts/health.py)."""
+        abandoned = D.c.lease_until < now
+        if heartbeats_at is not None:
+            abandoned = or_(abandoned, D.c.lease_owner.in_(dead_workers(heartbeats_at)))
         due = or_(and_(D.c.status == PENDING, D.c.not_before <= now),
-                  and_(D.c.status == SENDING, D.c.lease_until < now))
+                  and_(D.c.status == SENDING, abandoned))
         q = (select(D.c.delivery_id, D.c.status).where(due, D.c.mode == mode)
              .order_by(D.c.not_before, D.c.delivery_id).limit(limit))
+        if skip_channels:
+            q = q.where(D.c.channel.not_in(sorted(skip_channels)))
         q = self.store.recorder.claim_rows(q)
         with self.connection() as conn:
             found = conn.execute(q).all()
@@ -307,13 +314,23 @@ class Outbox:
             reclaimed = sum(1 for r in found if r[1] == SENDING)
             if reclaimed:
                 log.warning("event=outbox.reclaimed owner=%s deliveries=%d "
-                            "reason=\"lease expired\"", owner, reclaimed)
+                            "reason=\"lease or heartbeat expired\"", owner, reclaimed)
             conn.execute(update(D).where(D.c.delivery_id.in_(ids)).values(
                 status=SENDING, lease_owner=owner, lease_until=now + lease,
                 attempts=D.c.attempts + 1, updated_at=now))
             rows = conn.execute(select(D).where(D.c.delivery_id.in_(ids))
                                 .order_by(D.c.not_before, D.c.delivery_id))
             return [_delivery(r) for r in rows]
+
+    def abandoned(self, owner: str, *, heartbeats_at: datetime, now: datetime) -> bool:
+        """True when an immediate delivery is held by a worker other than ``owner`` whose
+        heartbeat expired (or whose lease ran out): it is waiting to be taken over."""
+        q = select(D.c.delivery_id).where(
+            D.c.status == SENDING, D.c.mode == IMMEDIATE, D.c.lease_owner != owner,
+            or_(D.c.lease_owner.in_(dead_workers(heartbeats_at)), D.c.lease_until < now)
+        ).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(q).first() is not None
 
     def release(self, owner: str, *, now: datetime, delivery_ids: Iterable[str] | None = None
                 ) -> int:
@@ -330,9 +347,26 @@ class Outbox:
                 attempts=D.c.attempts - 1, updated_at=now))
             return int(result.rowcount or 0)
 
+    def add_fallback(self, conn: Connection, delivery: DeliveryRow, channel: str, *,
+                     now: datetime) -> bool:
+        """A delivery of the same alert, person, level and mode by ``channel``, due now;
+        False when that person already has one by that channel at that level."""
+        exists = conn.execute(select(D.c.delivery_id).where(
+            D.c.alert_id == delivery.alert_id, D.c.recipient == delivery.recipient,
+            D.c.channel == channel, D.c.level == delivery.level)).first()
+        if exists is not None:
+            return False
+        self._add_deliveries(conn, delivery.alert_id, [Route(delivery.recipient, channel)],
+                             level=delivery.level, mode=delivery.mode, not_before=now, now=now)
+        return True
+
     # ----------------------------------------------------------------- outcomes
     def record_sent(self, writer: Writer, delivery: DeliveryRow, *, provider_id: str | None,
-                    channel: str, now: datetime, by: str, escalation_minutes: int) -> None:
+                    channel: str, now: datetime, by: str, escalate_at: datetime | None
+                    ) -> None:
+        """Record a delivery that went out; ``escalate_at`` (the policy's instant for a
+        first send) is stored when this is the alert's first send and it is urgent, open
+        and not already scheduled."""
         alert = self.lock(writer.conn, [delivery.alert_id])[delivery.alert_id]
         writer.conn.execute(update(D).where(D.c.delivery_id == delivery.delivery_id).values(
             status=SENT, provider_id=provider_id, sent_at=now, lease_owner=None,
@@ -340,7 +374,7 @@ class Outbox:
         if alert.first_sent_at is None:
             changes: dict[str, Any] = {"first_sent_at": now}
             if alert.urgent and alert.status == OPEN and alert.escalate_at is None:
-                changes["escalate_at"] = now + timedelta(minutes=escalation_minutes)
+                changes["escalate_at"] = escalate_at
             writer.conn.execute(update(A).where(A.c.alert_id == alert.alert_id)
                                 .values(**changes))
         self.append(writer, alert.alert_id, [AlertSent(
@@ -350,8 +384,11 @@ class Outbox:
 
     def record_failure(self, writer: Writer, delivery: DeliveryRow, *, error: str,
                        permanent: bool, unknown: bool, retry_at: datetime | None,
-                       now: datetime, by: str, escalation_minutes: int) -> str:
-        """Record a failed attempt; returns the delivery's new status (pending = retry)."""
+                       now: datetime, by: str, escalate_at: datetime | None) -> str:
+        """Record a failed attempt; returns the delivery's new status (pending = retry).
+        ``escalate_at`` (the policy's instant for an unknown outcome, or for nobody
+        reached) is stored on an urgent open alert not yet scheduled when the outcome is
+        unknown, or when it is dead and nobody at the alert's level was or may be told."""
         alert = self.lock(writer.conn, [delivery.alert_id])[delivery.alert_id]
         status = UNKNOWN if unknown else DEAD if (permanent or retry_at is None) else PENDING
         values: dict[str, Any] = {"status": status, "last_error": error[:500],
@@ -361,13 +398,10 @@ class Outbox:
             values["not_before"] = retry_at
         writer.conn.execute(update(D).where(D.c.delivery_id == delivery.delivery_id)
                             .values(**values))
-        if alert.urgent and alert.status == OPEN and alert.escalate_at is None:
-            if unknown:  # maybe told: escalate as if it had been sent
-                self._set_escalate_at(writer.conn, alert.alert_id,
-                                      now + timedelta(minutes=escalation_minutes))
-            elif status == DEAD and not self._anyone_left(writer.conn, alert.alert_id,
-                                                          alert.level):
-                self._set_escalate_at(writer.conn, alert.alert_id, now)  # nobody told
+        scheduled = not alert.urgent or alert.status != OPEN or alert.escalate_at is not None
+        if not scheduled and (unknown or (status == DEAD and not self._anyone_left(
+                writer.conn, alert.alert_id, alert.level))):
+            self._set_escalate_at(writer.conn, alert.alert_id, escalate_at)
         self.append(writer, alert.alert_id, [AlertFailed(
             alert_id=alert.alert_id, channel=delivery.channel, recipient=delivery.recipient,
             error=error[:500], permanent=status == DEAD, outcome_unknown=unknown,
@@ -392,15 +426,15 @@ class Outbox:
         return [r[0] for r in conn.execute(q)]
 
     def escalate(self, writer: Writer, alert_id: str, *, now: datetime, by: str,
-                 step: Callable[[AlertRow], Escalation]) -> Escalation | None:
-        """Move an open alert whose escalation instant has come one level up; ``step`` says,
-        for the locked row, to which role, which routes and when the next step is due
-        (``role`` None: the chain is exhausted, nothing more is scheduled)."""
+                 steps: Sequence[Escalation]) -> Escalation | None:
+        """Move an open alert whose escalation instant has come one level up:
+        ``steps[level]`` is the step from ``level`` (role, routes, when the next is due);
+        past the end of ``steps`` the chain is exhausted and nothing more is scheduled."""
         alert = self.lock(writer.conn, [alert_id]).get(alert_id)
         if alert is None or alert.status != OPEN or alert.escalate_at is None \
                 or alert.escalate_at > now:
             return None
-        plan = step(alert)
+        plan = steps[alert.level] if alert.level < len(steps) else Escalation(None)
         if plan.role is None:
             self._set_escalate_at(writer.conn, alert_id, None)
             return plan

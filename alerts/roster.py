@@ -21,13 +21,14 @@ Format (see ``examples/roster.toml``)::
 
     [escalation]
     chain = ["rheumatologist", "on_call_consultant"]
-    delay_minutes = 120
+    delay_minutes = 60              # optional: at most the protocol's escalation_minutes
 
 Rules, checked by :func:`load_roster` (each failure is a :class:`~alerts.errors.RosterError`
 with the line of the offending key, or of its ``[[staff]]`` / ``[routing]`` header):
-unique staff ids; E.164 phones; the preferred channel's address present; severity and
-kind keys known; every role named in routing or escalation held by at least one person;
-every severity routable (its own entry or ``default``).
+unique staff ids; E.164 phones that ``phonenumbers`` knows as valid numbers; e-mail
+addresses ``email-validator`` accepts (syntax only, no DNS); the preferred channel's address
+present; severity and kind keys known; every role named in routing or escalation held by
+at least one person; every severity routable (its own entry or ``default``).
 
 **[reading]** Routing precedence: a kind entry wins over a severity entry, which wins over
 ``default`` (no union), so a centre can route one kind precisely.
@@ -42,11 +43,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import email_validator
+import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alerts.channels.base import SEVERITIES, Recipient, Severity, is_address, is_e164
@@ -56,7 +59,40 @@ from alerts.messages import ALERT_KINDS
 ChannelName = Literal["sms", "email", "console"]
 STAFF_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-DEFAULT_ESCALATION_MINUTES = 120
+#: channels every worker has, used for staff whose own channels it lacks
+FALLBACK_CHANNELS = ("file", "console")
+
+
+def phone_problem(number: str) -> str | None:
+    """Why ``number`` is not a dialable phone number (``phonenumbers``' metadata: country
+    code, length and number ranges), or None. ``+1234`` is refused here."""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return "it cannot be parsed as a phone number"
+    if not phonenumbers.is_valid_number(parsed):
+        return "no such number in its country's numbering plan"
+    if phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) != number:
+        return "it is not written in E.164 form"
+    return None
+
+
+def email_problem(address: str) -> str | None:
+    """Why ``address`` is not a valid e-mail address (``email-validator``, syntax only: no
+    DNS lookup at start-up), or None. ``a..b@x`` is refused here."""
+    try:
+        email_validator.validate_email(address, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        return str(exc).rstrip(".")
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One delivery to create: a staff id and the channel to use."""
+
+    recipient: str
+    channel: str
 
 
 def _roles(values: Sequence[str]) -> tuple[str, ...]:
@@ -96,14 +132,24 @@ class StaffMember(BaseModel):
     @field_validator("phone")
     @classmethod
     def _phone(cls, value: str | None) -> str | None:
-        if value is not None and not is_e164(value):
+        if value is None:
+            return value
+        if not is_e164(value):
             raise ValueError("must be an E.164 number like +34600000001 (no spaces)")
+        problem = phone_problem(value)
+        if problem is not None:
+            raise ValueError(f"must be a valid E.164 phone number: {problem}")
         return value
 
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is not None and not is_address(value):
+        if value is None:
+            return value
+        problem = email_problem(value)
+        if problem is not None:
+            raise ValueError(f"must be a valid e-mail address: {problem}")
+        if not is_address(value):
             raise ValueError("must be a plain address like name@example.org")
         return value
 
@@ -160,7 +206,8 @@ class Escalation(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     chain: tuple[str, ...] = ()
-    delay_minutes: int = Field(default=DEFAULT_ESCALATION_MINUTES, gt=0)
+    #: None: the protocol's escalation_minutes (alerts.rules.EscalationPolicy decides)
+    delay_minutes: int | None = Field(default=None, gt=0)
 
     @field_validator("chain")
     @classmethod
@@ -187,10 +234,6 @@ class Roster(BaseModel):
         if problem is not None:
             raise ValueError(problem[1])
         return self
-
-    @property
-    def escalation_delay(self) -> timedelta:
-        return timedelta(minutes=self.escalation.delay_minutes)
 
     @property
     def roles(self) -> frozenset[str]:
@@ -230,6 +273,23 @@ class Roster(BaseModel):
                 chosen.setdefault(member.id, member)
         return list(chosen.values())
 
+    def routes(self, kind: str, severity: str, level: int,
+               available: Collection[str]) -> list[Route]:
+        """One route per person named for ``kind``/``severity`` at ``level``, by their
+        preferred channel when this worker has it, else another channel they can be
+        reached by, else the local fallback (file, then console).
+
+        **[reading]** A person whose channels are all unconfigured here (a development
+        set-up with neither Twilio nor SMTP) is reached through the console/file fallback
+        rather than not at all."""
+        fallback = next((c for c in FALLBACK_CHANNELS if c in available), None)
+        out: list[Route] = []
+        for member in self.recipients_for(kind, severity, level):
+            channel = next((c for c in member.channels() if c in available), fallback)
+            if channel is not None:
+                out.append(Route(member.id, channel))
+        return out
+
     def next_role(self, level: int) -> str | None:
         """The role an alert at ``level`` escalates to (``chain[level]``), or None."""
         if level < 0:
@@ -265,7 +325,7 @@ def _cross_check(roster: Roster) -> tuple[Path_, str] | None:
     for severity in SEVERITIES:
         if severity not in routing.severity and not routing.default:
             return ("routing",), (
-                f"severity {severity!r} is not routed: add [routing.severity] {severity} "
+                f"severity {str(severity)!r} is not routed: add [routing.severity] {severity} "
                 "or [routing] default")
     return None
 

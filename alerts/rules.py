@@ -26,40 +26,16 @@ import hashlib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-import orjson
-
+from alerts.vocabulary import AlertStatus
+from tracker.alertkinds import Severity
+from tracker.due import DueItem
 from tracker.protocol import Protocol
 
-URGENT = "urgent"
+URGENT = Severity.URGENT
 EVENT_KEY_LIMIT = 200  # the longest dedupe key an AlertRaised event may carry
-
-
-@dataclass(frozen=True, slots=True)
-class DueRow:
-    """One row of the read model's ``due_items`` (see tracker/due.py)."""
-
-    key: str
-    group: str
-    patient: str
-    kind: str
-    severity: str
-    fires_on: date
-    item_due_on: date
-    item: str
-    cause_event_ids: tuple[str, ...]
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> DueRow:
-        causes = row["cause_event_ids"]
-        if isinstance(causes, str):
-            causes = orjson.loads(causes)
-        return cls(key=row["key"], group=row["grp"], patient=row["patient"], kind=row["kind"],
-                   severity=row["severity"], fires_on=row["fires_on"],
-                   item_due_on=row["item_due_on"], item=row["item"],
-                   cause_event_ids=tuple(causes))
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +110,49 @@ def send_not_before(spec: AlertSpec, now: datetime, zone: ZoneInfo, hour: int) -
     return now if spec.urgent else next_digest_instant(now, zone, hour)
 
 
-def escalation_due(first_sent_at: datetime, minutes: int) -> datetime:
-    """An urgent alert sent at ``first_sent_at`` escalates from this instant on, unless
-    acknowledged before it (``minutes`` = protocol.escalation_minutes)."""
-    return first_sent_at + timedelta(minutes=minutes)
+class EscalationTrigger(StrEnum):
+    """What happened to an open urgent alert that (re)starts its escalation clock."""
+
+    SENT = "sent"  # its first delivery went out
+    UNKNOWN = "unknown"  # a delivery's outcome is unknown: maybe told, count it as sent
+    NOBODY_REACHED = "nobody_reached"  # every delivery of its level failed for good
+    ESCALATED = "escalated"  # it has just moved one role up the chain
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationPolicy:
+    """The one rule for *when* an urgent alert escalates (clinical-rules §6: "not
+    acknowledged within 2 hours escalates to the next role *(configurable)*").
+
+    **[reading]** The protocol's ``escalation_minutes`` (120) is the clinical ceiling; a
+    roster's ``[escalation] delay_minutes`` is the centre's own, shorter or equal, delay
+    for its staff. :meth:`of` takes the roster's when given and refuses one longer than
+    the protocol's (an escalation later than the protocol allows is a clinical change,
+    made in the protocol file, not in the staff list)."""
+
+    delay: timedelta
+
+    @classmethod
+    def of(cls, protocol_minutes: int, roster_minutes: int | None = None) -> EscalationPolicy:
+        if protocol_minutes < 1:
+            raise ValueError("the protocol's escalation_minutes must be at least 1")
+        if roster_minutes is None:
+            return cls(timedelta(minutes=protocol_minutes))
+        if not 1 <= roster_minutes <= protocol_minutes:
+            raise ValueError(
+                f"the roster's [escalation] delay_minutes = {roster_minutes} must be between "
+                f"1 and the protocol's escalation_minutes ({protocol_minutes})")
+        return cls(timedelta(minutes=roster_minutes))
+
+    def escalate_at(self, trigger: EscalationTrigger, now: datetime, *,
+                    further: bool = True) -> datetime | None:
+        """The instant the alert escalates (again) from, unless acknowledged before it;
+        None when ``further`` is False (the chain has no next role)."""
+        if not further:
+            return None
+        if trigger is EscalationTrigger.NOBODY_REACHED:
+            return now
+        return now + self.delay
 
 
 def backoff_seconds(attempt: int, *, base: float, cap: float, jitter: float,
@@ -157,7 +172,7 @@ def event_dedupe_key(key: str) -> str:
     return f"{key[:EVENT_KEY_LIMIT - 34]}#{digest}"
 
 
-def plan(due: Iterable[DueRow], present_keys: Collection[str],
+def plan(due: Iterable[DueItem], present_keys: Collection[str],
          known: Mapping[str, KnownAlert], *, now: datetime, protocol: Protocol,
          evaluated: Collection[str] | None = None) -> Plan:
     """What to raise and what to cancel at ``now``.
@@ -192,7 +207,7 @@ def plan(due: Iterable[DueRow], present_keys: Collection[str],
             cause_event_ids=row.cause_event_ids))
     cancel = [Cancellation(a.alert_id, a.dedupe_key, "item no longer due")
               for a in sorted(known.values(), key=lambda a: a.dedupe_key)
-              if a.status == "open" and a.dedupe_key not in present_keys
+              if a.status == AlertStatus.OPEN and a.dedupe_key not in present_keys
               and (evaluated is None or a.patient in evaluated)]
     out.sort(key=lambda s: (s.fires_at, s.severity != URGENT, s.dedupe_key))
     return Plan(raise_=out, cancel=cancel, too_old=too_old)

@@ -25,11 +25,12 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from alerts.vocabulary import AlertStatus, DeliveryStatus
 from events.store.tables import metadata
 from events.store.types import UTCDateTime
 
-ALERT_STATUSES = ("open", "acknowledged", "cancelled")
-DELIVERY_STATUSES = ("pending", "sending", "sent", "dead", "unknown", "cancelled")
+ALERT_STATUSES = tuple(AlertStatus)
+DELIVERY_STATUSES = tuple(DeliveryStatus)
 
 alerts = Table(
     "alerts", metadata,
@@ -80,3 +81,21 @@ Index("ix_alert_deliveries_claim", deliveries.c.status, deliveries.c.mode,
       deliveries.c.not_before)
 Index("ix_alert_deliveries_lease", deliveries.c.status, deliveries.c.lease_until)
 Index("ix_alert_deliveries_owner", deliveries.c.lease_owner)
+
+#: one row per worker process: its last heartbeat and cycle, and the channels it found down
+#: (``{"sms": "reason"}``). A row whose ``expires_at`` has passed (or ``stopped_at`` set)
+#: belongs to a dead or stopped worker: its claims may be taken at once (alerts/health.py).
+worker_heartbeats = Table(
+    "worker_heartbeats", metadata,
+    Column("worker_id", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("beat_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("cycle_started_at", UTCDateTime(), nullable=True),
+    Column("cycle_ended_at", UTCDateTime(), nullable=True),
+    Column("channels_down", Text, nullable=False),
+    Column("stopped_at", UTCDateTime(), nullable=True),
+)

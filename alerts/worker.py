@@ -12,10 +12,8 @@ cost a round trip per checkout).
 SQLite supports one worker: a second one refuses to start (an ``fcntl.flock`` on
 ``<database>.worker.lock``). PostgreSQL supports many (``FOR UPDATE SKIP LOCKED``).
 
-Subprocess entry point (multi-process tests, Procfile-less runs)::
-
-    python -m alerts.worker --once|--forever [--worker-id ID] [--batch-size N]
-        [--lease-seconds S] [--poll-seconds S] [--now INSTANT]
+The one entry point is ``cno-tracker worker`` (:mod:`alerts.cli`, built by
+:mod:`alerts.wiring`); this module imports neither.
 """
 
 from __future__ import annotations
@@ -29,35 +27,44 @@ import socket
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from alerts.channels.base import Channel
-from alerts.dispatch import Dispatcher, DispatchReport, RetryPolicy, logfmt, routes_for
-from alerts.outbox import AlertRow, Escalation, Outbox
+from alerts.dispatch import Dispatcher, DispatchReport, RetryPolicy, logfmt
+from alerts.errors import WorkerAlreadyRunning, WorkerConfigurationError
+from alerts.health import Heartbeat
+from alerts.outbox import Escalation, Outbox
 from alerts.roster import Roster
-from alerts.rules import DueRow, plan, send_not_before
+from alerts.rules import (
+    EscalationPolicy,
+    EscalationTrigger,
+    plan,
+    send_not_before,
+)
+from alerts.vocabulary import AlertStatus, DeliveryMode, MessageKind
 from events.store import EventStore
-from tracker.clock import Clock
-from tracker.errors import ConfigurationError
+from tracker.alertkinds import Severity
+from tracker.clock import Clock, SystemClock
 from tracker.files import private_file
 from tracker.protocol import Protocol
-from tracker.readmodel import CatchUpReport, StatusProjector, due_items, patient_status
+from tracker.readmodel import (
+    CatchUpReport,
+    StatusProjector,
+    fired_due_items,
+    patients_with_status,
+    present_due_keys,
+)
 
 log = logging.getLogger("alerts.worker")
 T = TypeVar("T")
 _RAISE_CHUNK = 100
-
-
-class WorkerAlreadyRunning(ConfigurationError):
-    """A second worker on one SQLite database."""
 
 
 def default_worker_id() -> str:
@@ -127,9 +134,11 @@ class AlertWorker:
                  worker_id: str | None = None, batch_size: int = 100,
                  lease_seconds: float = 120.0, poll_seconds: float = 30.0,
                  retry: RetryPolicy | None = None,
-                 rand: Callable[[], float] = random.random) -> None:
-        if batch_size < 1 or lease_seconds <= 0 or poll_seconds <= 0:
-            raise ValueError("batch_size, lease_seconds and poll_seconds must be positive")
+                 rand: Callable[[], float] = random.random,
+                 heartbeat_seconds: float = 5.0, wall: Clock | None = None) -> None:
+        if batch_size < 1 or lease_seconds <= 0 or poll_seconds <= 0 or heartbeat_seconds <= 0:
+            raise ValueError("batch_size, lease_seconds, poll_seconds and heartbeat_seconds "
+                             "must be positive")
         self.store = store
         self.protocol = protocol
         self.clock = clock
@@ -139,15 +148,24 @@ class AlertWorker:
         self.by = f"alert-worker:{self.worker_id}"[:128]
         self.poll_seconds = poll_seconds
         self.stop_event = threading.Event()
+        try:
+            self.policy = EscalationPolicy.of(protocol.escalation_minutes,
+                                              roster.escalation.delay_minutes)
+        except ValueError as exc:
+            raise WorkerConfigurationError(f"escalation: {exc}") from None
         self.outbox = Outbox(store, protocol.zone)
         # a catch-up that touches many patients folds them in a process per core
         self.projector = StatusProjector(
             store, protocol, clock,
             workers=(os.cpu_count() or 1) if store.recorder.concurrent_writers else 1)
+        # liveness is judged by the wall clock even when ``clock`` replays another instant
+        self.wall = wall or SystemClock()
+        self.heartbeat = Heartbeat(store.engine, self.worker_id,
+                                   interval=timedelta(seconds=heartbeat_seconds))
         self.dispatcher = Dispatcher(
             self.outbox, self.channels, roster, clock, protocol, worker_id=self.worker_id,
             batch_size=batch_size, lease=timedelta(seconds=lease_seconds), retry=retry,
-            rand=rand, stop=self.stop_event)
+            rand=rand, stop=self.stop_event, wall=self.wall, policy=self.policy)
         path = sqlite_lock_path(store)
         self._lock = SingleWorkerLock(path) if path is not None else None
         self._started = False
@@ -157,6 +175,10 @@ class AlertWorker:
         if not self._started:
             if self._lock is not None:
                 self._lock.acquire()
+                # the lock proves every other worker of this database dead: their claims
+                # are taken at once, not after their lease
+                self.heartbeat.retire_others(self.wall.now())
+            self.heartbeat.started(self.wall.now())
             self._started = True
             log.info(logfmt("worker.started", worker=self.worker_id,
                             database=self.store.dialect, channels=",".join(sorted(self.channels))))
@@ -170,6 +192,7 @@ class AlertWorker:
             released = self.outbox.release(self.worker_id, now=self.clock.now())
             if released:
                 log.info(logfmt("worker.released", worker=self.worker_id, deliveries=released))
+            self.heartbeat.stopped(self.wall.now())
         except (OperationalError, DBAPIError) as exc:
             log.warning(logfmt("worker.release_failed", worker=self.worker_id,
                                error=type(exc).__name__))
@@ -204,15 +227,13 @@ class AlertWorker:
         # only rows that may still be news: older ones are history (alert_lookback_days)
         earliest = today - timedelta(days=self.protocol.alert_lookback_days + 1)
         with self.store.engine.connect() as conn:
-            rows = [DueRow.from_row(dict(r._mapping)) for r in conn.execute(
-                select(due_items).where(due_items.c.fires_on >= earliest,
-                                        due_items.c.fires_on <= today)
-                .order_by(due_items.c.fires_on, due_items.c.key))]
+            rows = fired_due_items(conn, earliest, today)
             known = self.outbox.known(conn, keys=(r.key for r in rows))
-            open_keys = sorted(k for k, a in known.items() if a.status == "open")
-            present = self._present(conn, open_keys)
-            patients = sorted({a.patient for a in known.values() if a.status == "open"})
-            evaluated = self._evaluated(conn, patients)
+            open_keys = sorted(k for k, a in known.items() if a.status == AlertStatus.OPEN)
+            present = present_due_keys(conn, open_keys)
+            patients = sorted({a.patient for a in known.values()
+                               if a.status == AlertStatus.OPEN})
+            evaluated = patients_with_status(conn, patients)
         decided = plan(rows, present, known, now=now, protocol=self.protocol,
                        evaluated=evaluated)
         report = EvaluationReport(too_old=decided.too_old)
@@ -221,7 +242,7 @@ class AlertWorker:
             chunk = decided.raise_[i:i + _RAISE_CHUNK]
             with self.outbox.transaction() as writer:
                 for spec in chunk:
-                    routes = routes_for(self.roster, spec.kind, spec.severity, 0, available)
+                    routes = self.roster.routes(spec.kind, spec.severity, 0, available)
                     alert_id = self.outbox.raise_alert(
                         writer, spec, routes, now=now, by=self.by,
                         not_before=send_not_before(spec, now, self.protocol.zone,
@@ -233,7 +254,8 @@ class AlertWorker:
                     log.info(logfmt("alert.raised", alert=alert_id, patient=spec.patient,
                                     kind=spec.kind, severity=spec.severity,
                                     due_on=spec.due_on, recipients=len(routes),
-                                    mode="immediate" if spec.urgent else "digest"))
+                                    mode=DeliveryMode.IMMEDIATE if spec.urgent
+                                    else DeliveryMode.DIGEST))
         for c in decided.cancel:
             with self.outbox.transaction() as writer:
                 if self.outbox.cancel(writer, c.alert_id, c.reason, now=now, by=self.by):
@@ -241,44 +263,17 @@ class AlertWorker:
                     log.info(logfmt("alert.cancelled", alert=c.alert_id, reason=c.reason))
         return report
 
-    @staticmethod
-    def _present(conn: Any, keys: Sequence[str]) -> set[str]:
-        out: set[str] = set()
-        for i in range(0, len(keys), 500):
-            q = select(due_items.c.key).where(due_items.c.key.in_(keys[i:i + 500]))
-            out.update(r[0] for r in conn.execute(q))
-        return out
-
-    @staticmethod
-    def _evaluated(conn: Any, patients: Sequence[str]) -> set[str]:
-        out: set[str] = set()
-        for i in range(0, len(patients), 500):
-            q = select(patient_status.c.patient).where(
-                patient_status.c.patient.in_(patients[i:i + 500]))
-            out.update(r[0] for r in conn.execute(q))
-        return out
-
     def escalate(self) -> int:
         """Send every open urgent alert whose escalation instant has come one role up."""
         now = self.clock.now()
         with self.store.engine.connect() as conn:
             due = self.outbox.due_escalations(conn, now, limit=500)
-        available = set(self.channels)
-        delay = timedelta(minutes=self.protocol.escalation_minutes)
-
-        def step(alert: AlertRow) -> Escalation:
-            role = self.roster.next_role(alert.level)
-            if role is None:
-                return Escalation(None)
-            routes = routes_for(self.roster, alert.kind, alert.severity, alert.level + 1,
-                                available)
-            further = self.roster.next_role(alert.level + 1) is not None
-            return Escalation(role, tuple(routes), now + delay if further else None)
-
+        steps = self.escalation_steps(now) if due else []
         done = 0
         for alert_id in due:
             with self.outbox.transaction() as writer:
-                result = self.outbox.escalate(writer, alert_id, now=now, by=self.by, step=step)
+                result = self.outbox.escalate(writer, alert_id, now=now, by=self.by,
+                                              steps=steps)
             if result is None:
                 continue
             if result.role is None:
@@ -288,6 +283,20 @@ class AlertWorker:
             log.warning(logfmt("alert.escalated", alert=alert_id, to_role=result.role,
                                recipients=len(result.routes)))
         return done
+
+    def escalation_steps(self, now: datetime) -> list[Escalation]:
+        """The chain as data: ``steps[level]`` takes an alert from ``level`` to the next
+        role (the roster's routes for it, the policy's next instant)."""
+        available = set(self.channels)
+        steps = []
+        for level, role in enumerate(self.roster.escalation.chain):
+            # escalation levels route by the chain alone, whatever the kind and severity
+            routes = self.roster.routes(MessageKind.ESCALATION, Severity.URGENT, level + 1,
+                                        available)
+            further = self.roster.next_role(level + 1) is not None
+            steps.append(Escalation(role, tuple(routes), self.policy.escalate_at(
+                EscalationTrigger.ESCALATED, now, further=further)))
+        return steps
 
     def dispatch(self) -> DispatchReport:
         return self.dispatcher.dispatch()
@@ -301,10 +310,12 @@ class AlertWorker:
         dispatch so that its deliveries go out in the same cycle."""
         self.start()
         report = CycleReport()
+        self.heartbeat.cycle_started(self.wall.now())
         report.catch_up = self.catch_up()
         report.evaluation = self.evaluate()
         report.escalated = self.escalate()
         report.dispatch = self.dispatch()
+        self.heartbeat.cycle_ended(self.wall.now(), self.dispatcher.down)
         d = report.dispatch
         log.info(logfmt("worker.cycle", worker=self.worker_id,
                         raised=len(report.evaluation.raised),
@@ -329,6 +340,40 @@ class AlertWorker:
             return None
         return run
 
+    def _cycle_start(self) -> CatchUpReport:
+        self.heartbeat.cycle_started(self.wall.now())
+        return self.catch_up()
+
+    def _cycle_end(self) -> DispatchReport:
+        report = self.dispatch()
+        self.heartbeat.cycle_ended(self.wall.now(), self.dispatcher.down)
+        return report
+
+    def beat(self, scheduler: Any = None) -> bool:
+        """One heartbeat; when a dead worker left claims behind, run the dispatch job now
+        (rather than at its next tick) so they go out within seconds. True if it did."""
+        now = self.wall.now()
+        self.heartbeat.beat(now, self.dispatcher.down)
+        if scheduler is None or not self.outbox.abandoned(self.worker_id, heartbeats_at=now,
+                                                          now=self.clock.now()):
+            return False
+        scheduler.modify_job("dispatch", next_run_time=datetime.now(UTC))
+        log.info(logfmt("worker.taking_over", worker=self.worker_id,
+                        reason="a dead worker's claims"))
+        return True
+
+    def _beating(self, scheduler: Any) -> None:
+        interval = self.heartbeat.interval.total_seconds()
+        while not self.stop_event.wait(interval):
+            try:
+                self.beat(scheduler)
+            except (OperationalError, DBAPIError) as exc:
+                log.warning(logfmt("worker.heartbeat_failed", worker=self.worker_id,
+                                   error=type(exc).__name__, retry="next beat"))
+            except Exception as exc:  # the heartbeat must never kill the worker
+                log.error(logfmt("worker.heartbeat_failed", worker=self.worker_id,
+                                 error=type(exc).__name__))
+
     def build_scheduler(self) -> Any:
         """A BackgroundScheduler (one thread: jobs never overlap) with the interval jobs and
         the digest cron trigger at ``digest_hour``:00 in the centre's time zone."""
@@ -343,8 +388,8 @@ class AlertWorker:
                           "misfire_grace_time": max(1, int(self.poll_seconds))})
         start = datetime.now(UTC)
         every = IntervalTrigger(seconds=self.poll_seconds, timezone=UTC)
-        for name, job in (("catch_up", self.catch_up), ("evaluate", self.evaluate),
-                          ("escalate", self.escalate), ("dispatch", self.dispatch)):
+        for name, job in (("catch_up", self._cycle_start), ("evaluate", self.evaluate),
+                          ("escalate", self.escalate), ("dispatch", self._cycle_end)):
             scheduler.add_job(self._guarded(name, job), every, id=name, name=name,
                               next_run_time=start)
         scheduler.add_job(self._guarded("digest", self.digest),
@@ -372,12 +417,17 @@ class AlertWorker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, on_signal)
         scheduler = self.build_scheduler()
+        beating = threading.Thread(target=self._beating, args=(scheduler,),
+                                   name="heartbeat", daemon=True)
         try:
             scheduler.start()
+            beating.start()
             while not self.stop_event.wait(0.5):
                 pass
         finally:
             self.stop_event.set()
+            if beating.is_alive():
+                beating.join(timeout=10)
             if scheduler.running:
                 scheduler.shutdown(wait=True)  # the job in flight finishes its send
             for signum, handler in previous.items():
@@ -400,46 +450,3 @@ def configure_logging(level: int = logging.INFO) -> None:
     # a send longer than the poll interval makes APScheduler warn on every tick that the
     # job is still running ("maximum number of running instances"): expected, not news
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
-    from alerts.wiring import build_worker
-    from tracker.bootstrap import bootstrap
-    from tracker.errors import TrackerError
-    from tracker.settings import load_settings
-
-    parser = argparse.ArgumentParser(prog="python -m alerts.worker")
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--once", action="store_true", help="one full cycle, then exit")
-    mode.add_argument("--forever", action="store_true", help="run the schedule until SIGTERM")
-    parser.add_argument("--worker-id", default=None)
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--lease-seconds", type=float, default=120.0)
-    parser.add_argument("--poll-seconds", type=float, default=30.0)
-    parser.add_argument("--now", default=None, help="with --once: evaluate at this instant")
-    args = parser.parse_args(argv)
-    configure_logging()
-    try:
-        app = bootstrap(load_settings())
-        try:
-            worker = build_worker(app, worker_id=args.worker_id, batch_size=args.batch_size,
-                                  lease_seconds=args.lease_seconds,
-                                  poll_seconds=args.poll_seconds,
-                                  now=args.now if args.once else None)
-            if args.once:
-                with worker:
-                    worker.run_once()
-            else:
-                worker.run_forever()
-        finally:
-            app.close()
-    except TrackerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ Measures on PostgreSQL:
    Alerts go to a file channel here: (1) times the worker's own work, not a provider.
 2. **Dispatch.** N urgent alerts already raised (half routed to a nurse by SMS, half to a
    rheumatologist by e-mail) are made due at once, and worker *processes*
-   (``python -m alerts.worker --forever``) deliver them to the local Twilio-compatible and
+   (``cno-tracker worker``) deliver them to the local Twilio-compatible and
    SMTP servers of tests/support (official Twilio client, smtplib). Messages/s = N / (last
    ``sent_at`` − the instant they became due). Exactly once is checked at both servers (SMS
    per patient, e-mail per Message-ID) and in the audit log (one AlertSent per delivery).

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from tracker.alertkinds import AlertKind, Severity
 from tracker.projections.common import Finding, add_months
 from tracker.projections.course import DiseaseCourse
 from tracker.projections.monitoring import MonitoringResult
@@ -19,28 +20,29 @@ from tracker.projections.treatment import TreatmentState
 from tracker.protocol import Protocol
 
 MONITORING_KINDS = {
-    "baseline_labs": "baseline_labs_due",
-    "post_dose_2_labs": "post_dose_labs_due",
-    "post_dose_3_labs": "post_dose_labs_due",
-    "renal_ultrasound": "renal_ultrasound_due",
+    "baseline_labs": AlertKind.BASELINE_LABS_DUE,
+    "post_dose_2_labs": AlertKind.POST_DOSE_LABS_DUE,
+    "post_dose_3_labs": AlertKind.POST_DOSE_LABS_DUE,
+    "renal_ultrasound": AlertKind.RENAL_ULTRASOUND_DUE,
 }
 #: finding kind -> (alert kind, severity); diagnostic_delay is reported, not alerted
 FINDING_ALERTS = {
-    "hypocalcaemia": ("hypocalcaemia", "urgent"),
-    "supplement_suggested": ("supplement_suggested", "info"),
-    "pamidronate_contraindicated": ("pamidronate_contraindicated", "urgent"),
-    "nsaid_review_due": ("nsaid_review_due", "info"),
-    "relapse": ("relapse_detected", "warning"),
-    "remission_reached": ("remission_reached", "info"),
-    "biopsy_recommended": ("biopsy_recommended", "info"),
+    "hypocalcaemia": (AlertKind.HYPOCALCAEMIA, Severity.URGENT),
+    "supplement_suggested": (AlertKind.SUPPLEMENT_SUGGESTED, Severity.INFO),
+    "pamidronate_contraindicated": (AlertKind.PAMIDRONATE_CONTRAINDICATED, Severity.URGENT),
+    "nsaid_review_due": (AlertKind.NSAID_REVIEW_DUE, Severity.INFO),
+    "relapse": (AlertKind.RELAPSE_DETECTED, Severity.WARNING),
+    "remission_reached": (AlertKind.REMISSION_REACHED, Severity.INFO),
+    "biopsy_recommended": (AlertKind.BIOPSY_RECOMMENDED, Severity.INFO),
 }
-SEVERITY_RANK = {"info": 0, "warning": 1, "urgent": 2}
+SEVERITY_RANK = {s.value: s.rank for s in Severity}
 #: items that stay open until something is done (a lab, an ultrasound, a dose) — the
 #: others are news of a moment (a relapse, a deviation) and go stale after the look-back
 STANDING_KINDS = frozenset({
-    "baseline_labs_due", "post_dose_labs_due", "renal_ultrasound_due", "pamidronate_dose_due",
-    "annual_cap_would_be_exceeded", "pamidronate_contraindicated", "corticoid_course_long",
-    "nsaid_review_due",
+    AlertKind.BASELINE_LABS_DUE, AlertKind.POST_DOSE_LABS_DUE, AlertKind.RENAL_ULTRASOUND_DUE,
+    AlertKind.PAMIDRONATE_DOSE_DUE, AlertKind.ANNUAL_CAP_WOULD_BE_EXCEEDED,
+    AlertKind.PAMIDRONATE_CONTRAINDICATED, AlertKind.CORTICOID_COURSE_LONG,
+    AlertKind.NSAID_REVIEW_DUE,
 })
 
 

@@ -36,7 +36,7 @@ from events.envelope import RecordedEvent
 from events.store import START, Checkpoint, EventStore, is_patient_stream, metadata
 from events.store.types import UTCDateTime
 from tracker.clock import Clock
-from tracker.due import STANDING_KINDS
+from tracker.due import STANDING_KINDS, DueItem
 from tracker.protocol import Protocol
 from tracker.status import Evaluation, evaluate
 
@@ -350,6 +350,45 @@ def due_before(conn: Connection, until: date, *, with_causes: bool = True,
     rows = conn.execute(q.order_by(due_items.c.fires_on, due_items.c.patient, due_items.c.key))
     keys = [c.name for c in columns]
     return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def fired_due_items(conn: Connection, earliest: date, until: date) -> list[DueItem]:
+    """The due items whose fire date is in ``[earliest, until]``, by date and key (what the
+    alert worker evaluates: items older than its look-back are history, later ones have
+    not fired)."""
+    q = (select(due_items).where(due_items.c.fires_on >= earliest,
+                                 due_items.c.fires_on <= until)
+         .order_by(due_items.c.fires_on, due_items.c.key))
+    return [_due_item(r._mapping) for r in conn.execute(q)]
+
+
+def _due_item(row: Any) -> DueItem:
+    causes = row["cause_event_ids"]
+    if isinstance(causes, str):
+        causes = orjson.loads(causes)
+    return DueItem(key=row["key"], group=row["grp"], patient=row["patient"], kind=row["kind"],
+                   severity=row["severity"], fires_on=row["fires_on"],
+                   item_due_on=row["item_due_on"], item=row["item"],
+                   cause_event_ids=tuple(causes))
+
+
+def present_due_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` still name a due item (the others' alerts may be cancelled)."""
+    out: set[str] = set()
+    for i in range(0, len(keys), 500):
+        q = select(due_items.c.key).where(due_items.c.key.in_(keys[i:i + 500]))
+        out.update(r[0] for r in conn.execute(q))
+    return out
+
+
+def patients_with_status(conn: Connection, patients: Sequence[str]) -> set[str]:
+    """Which of ``patients`` the read model holds a status for (folded at least once)."""
+    out: set[str] = set()
+    for i in range(0, len(patients), 500):
+        q = select(patient_status.c.patient).where(
+            patient_status.c.patient.in_(patients[i:i + 500]))
+        out.update(r[0] for r in conn.execute(q))
+    return out
 
 
 def all_rows(conn: Connection) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:

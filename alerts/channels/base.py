@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-Severity = Literal["info", "warning", "urgent"]
-SEVERITIES: tuple[Severity, ...] = ("info", "warning", "urgent")
+from tracker.alertkinds import SEVERITY_ORDER, Severity
+
+__all__ = ["SEVERITIES", "Severity"]  # re-exported: the one definition is tracker.alertkinds
+SEVERITIES: tuple[Severity, ...] = SEVERITY_ORDER
 
 E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
 ADDRESS_RE = re.compile(r"^[^@\s<>\"(),;:]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")

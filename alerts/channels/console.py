@@ -18,6 +18,7 @@ from typing import TextIO
 
 from alerts.channels.base import DeliveryReceipt, Message, Recipient
 from alerts.errors import TransientDeliveryError
+from alerts.vocabulary import MessageKind
 from tracker.files import private_file
 
 
@@ -34,7 +35,7 @@ class ConsoleChannel:
         stream = self._stream if self._stream is not None else sys.stdout
         line = f"[{message.severity}] to {recipient.staff_id}: {message.sms_text}"
         line = line.replace("\n", " ") + "\n"
-        if message.kind == "digest":  # the digest's items, as the e-mail lists them
+        if message.kind == MessageKind.DIGEST:  # the digest's items, as the e-mail lists them
             line += "".join(f"    {row.strip()}\n" for row in message.email_text.splitlines()
                             if row.startswith("  ") and row.strip()
                             and not row.strip().startswith("tracker "))

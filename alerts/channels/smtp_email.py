@@ -14,6 +14,7 @@ be placed before or after the message left this process:
 - Connection refused, DNS failure, timeout or disconnect before ``DATA`` → transient.
 - Timeout, disconnect or socket error during ``DATA`` (the body may have been accepted)
   → :class:`UnknownOutcomeError`.
+- 535 to AUTH (credentials refused) → :class:`ChannelUnavailableError` (the channel is down).
 - No STARTTLS / AUTH support, untrusted TLS certificate → permanent (configuration).
 
 The password is a :class:`pydantic.SecretStr`; reasons never carry it, nor the addresses
@@ -36,11 +37,13 @@ from pydantic import SecretStr
 
 from alerts.channels.base import DeliveryReceipt, Message, Recipient, is_address
 from alerts.errors import (
+    ChannelUnavailableError,
     DeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
     UnknownOutcomeError,
 )
+from alerts.vocabulary import MessageKind
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ CHANNEL = "email"
 Security = Literal["none", "starttls", "ssl"]
 Phase = Literal["connect", "envelope", "data"]
 
+#: SMTP replies to AUTH meaning "these credentials are refused": the channel is down
+CREDENTIAL_CODES: frozenset[int] = frozenset({535})
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
 
 
@@ -57,7 +62,7 @@ def message_id_for(message: Message, recipient: Recipient, sender: str) -> str:
     ``purpose`` is ``digest`` or ``escalation`` for those kinds and ``alert`` otherwise (the
     clinical kind is never put in a header).
     """
-    purpose = message.kind if message.kind in ("digest", "escalation") else "alert"
+    purpose = message.kind if message.kind in tuple(MessageKind) else "alert"
     local = ".".join(
         _UNSAFE_ID_CHARS.sub("-", part).strip(".") or "x"
         for part in (str(message.alert_id), purpose, recipient.staff_id))
@@ -201,6 +206,11 @@ class SmtpEmailChannel:
         except smtplib.SMTPDataError as exc:  # DATA itself refused: the body was not sent
             raise _from_reply(exc.smtp_code, "envelope", "the message") from None
         except smtplib.SMTPAuthenticationError as exc:
+            if exc.smtp_code in CREDENTIAL_CODES:
+                raise ChannelUnavailableError(
+                    f"mail server refused the login (SMTP {exc.smtp_code}): check "
+                    "CNO_TRACKER_SMTP_USERNAME and CNO_TRACKER_SMTP_PASSWORD",
+                    code=exc.smtp_code, channel=CHANNEL) from None
             raise _from_reply(exc.smtp_code, phase, "the login") from None
         except smtplib.SMTPResponseException as exc:  # incl. SMTPConnectError (greeting)
             raise _from_reply(exc.smtp_code, phase, "the connection") from None

@@ -11,8 +11,9 @@ Error mapping (see :mod:`alerts.errors`):
 
 - ``TwilioRestException`` with HTTP 429 or 5xx, or a Twilio code in
   :data:`TRANSIENT_CODES` → :class:`TransientDeliveryError`; any other 4xx (21211 invalid
-  number, 21610 unsubscribed, 21614 not a mobile, 20003 bad credentials…) →
-  :class:`PermanentDeliveryError`. ``code`` is the Twilio error code.
+  number, 21610 unsubscribed, 21614 not a mobile…) → :class:`PermanentDeliveryError`;
+  HTTP 401 or code 20003 (credentials refused) → :class:`ChannelUnavailableError`.
+  ``code`` is the Twilio error code.
 - ``requests`` errors raised before anything was sent (connect timeout, connection
   refused, DNS failure, TLS handshake) → transient; errors after the request may have been
   sent (read timeout, connection reset or aborted, a response that cannot be read) →
@@ -51,6 +52,7 @@ from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from alerts.channels.base import DeliveryReceipt, Message, Recipient, is_e164
 from alerts.errors import (
+    ChannelUnavailableError,
     DeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
@@ -120,8 +122,14 @@ class BaseUrlHttpClient(TwilioHttpClient):
             timeout=timeout, allow_redirects=allow_redirects)
 
 
+#: Twilio codes that mean "these credentials are refused": the channel is down.
+CREDENTIAL_CODES: frozenset[int] = frozenset({20003})
+
+
 def classify_twilio_error(status: int, code: int | None) -> type[DeliveryError]:
     """The delivery error class for a Twilio error response (HTTP ``status``, Twilio ``code``)."""
+    if status == 401 or (code is not None and code in CREDENTIAL_CODES):
+        return ChannelUnavailableError
     if status == 429 or status >= 500 or (code is not None and code in TRANSIENT_CODES):
         return TransientDeliveryError
     return PermanentDeliveryError

@@ -146,7 +146,7 @@ def _env(db: str, **extra: str) -> dict[str, str]:
 def test_sigterm_stops_the_worker_cleanly(db: str, tmp_path: Path) -> None:
     err = (tmp_path / "stderr.log").open("w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "alerts.worker", "--forever", "--poll-seconds", "0.2",
+        [CLI, "worker", "--poll-seconds", "0.2",
          "--worker-id", "w-term"], env=_env(db), stdout=subprocess.DEVNULL, stderr=err,
         cwd=tmp_path)
     try:

@@ -17,6 +17,7 @@ from alerts.channels.console import ConsoleChannel, FileChannel
 from alerts.channels.smtp_email import SmtpEmailChannel
 from alerts.channels.twilio_sms import BaseUrlHttpClient, TwilioSmsChannel
 from alerts.errors import (
+    ChannelUnavailableError,
     DeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
@@ -169,12 +170,12 @@ class TestTwilioSms:
         with pytest.raises(PermanentDeliveryError):
             sms_channel(twilio_server).send(message(), NURSE)
 
-    def test_wrong_token_is_permanent_20003_and_the_token_is_not_in_the_error(
+    def test_wrong_token_is_channel_down_20003_and_the_token_is_not_in_the_error(
         self, twilio_server: TwilioTestServer, caplog: pytest.LogCaptureFixture
     ) -> None:
         caplog.set_level(logging.DEBUG)
         wrong = "wrong-token-ffffffffffff"
-        with pytest.raises(PermanentDeliveryError) as caught:
+        with pytest.raises(ChannelUnavailableError) as caught:
             sms_channel(twilio_server, token=wrong).send(message(), NURSE)
         assert caught.value.code == 20003
         for text in (str(caught.value), repr(caught.value), caplog.text,
@@ -313,12 +314,12 @@ class TestSmtpEmail:
         channel.send(message(), NURSE)
         assert len(smtp_auth_server.messages) == 1
 
-    def test_wrong_password_is_permanent_and_secret_free(
+    def test_wrong_password_is_channel_down_535_and_secret_free(
         self, smtp_auth_server: SmtpTestServer
     ) -> None:
         channel = email_channel(smtp_auth_server, username=TEST_SMTP_USER,
                                 password="wrong-password-123")
-        with pytest.raises(PermanentDeliveryError) as caught:
+        with pytest.raises(ChannelUnavailableError) as caught:
             channel.send(message(), NURSE)
         assert caught.value.code == 535
         assert "wrong-password-123" not in str(caught.value) + repr(channel)

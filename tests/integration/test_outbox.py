@@ -130,12 +130,12 @@ def test_every_outcome_is_an_event_in_the_alert_stream(store: EventStore,
                         key=lambda d: d.channel, reverse=True)
     with outbox.transaction() as writer:
         outbox.record_sent(writer, sms, provider_id="SM1", channel="sms", now=NOW, by="w",
-                           escalation_minutes=120)
+                           escalate_at=NOW + timedelta(minutes=120))
     with outbox.transaction() as writer:
         status = outbox.record_failure(writer, email, error="mail server deferred (SMTP 451)",
                                        permanent=False, unknown=False,
                                        retry_at=NOW + timedelta(seconds=30), now=NOW, by="w",
-                                       escalation_minutes=120)
+                                       escalate_at=NOW)
     assert status == "pending"
     later = NOW + timedelta(minutes=5)
     with outbox.transaction() as writer:

@@ -15,9 +15,10 @@ from alerts.channels.base import Channel, DeliveryReceipt, Message, Recipient
 from alerts.channels.console import ConsoleChannel
 from alerts.channels.smtp_email import SmtpEmailChannel
 from alerts.channels.twilio_sms import TwilioSmsChannel
+from alerts.errors import WorkerAlreadyRunning, WorkerConfigurationError
 from alerts.outbox import Outbox
 from alerts.tables import deliveries as D
-from alerts.worker import AlertWorker, WorkerAlreadyRunning
+from alerts.worker import AlertWorker
 from events.store import EventStore
 from events.store.engine import make_engine
 from tests.integration.alert_builders import (
@@ -26,6 +27,7 @@ from tests.integration.alert_builders import (
     NOW,
     NURSE_PHONE,
     RHEUM_EMAIL,
+    ROSTER_TOML,
     alerts,
     deliveries,
     hypocalcaemia,
@@ -230,6 +232,36 @@ def test_escalation_after_exactly_the_configured_delay(
         == [("rheumatologist", 1), ("on_call_consultant", 2)]
 
 
+def test_the_rosters_delay_minutes_sets_the_escalation_instant(
+        store: EventStore, channels: dict[str, Channel], smtp_server: SmtpTestServer,
+        clock: FixedClock) -> None:
+    shorter = roster(ROSTER_TOML.replace(
+        'chain = ["rheumatologist", "on_call_consultant"]',
+        'chain = ["rheumatologist", "on_call_consultant"]\ndelay_minutes = 45'))
+    hypocalcaemia(store)
+    with worker(store, clock, channels, the_roster=shorter) as w:
+        w.run_once()
+        sent_at = clock.instant
+        [alert] = alerts(store)
+        assert alert.escalate_at == sent_at + timedelta(minutes=45)
+        clock.instant = sent_at + timedelta(minutes=44, seconds=59)
+        assert w.run_once().escalated == 0
+        clock.instant = sent_at + timedelta(minutes=45)
+        assert w.run_once().escalated == 1
+        [alert] = alerts(store)
+        assert alert.escalate_at == clock.instant + timedelta(minutes=45)
+    assert len(smtp_server.messages) == 1
+
+
+def test_a_roster_delay_longer_than_the_protocols_refuses_to_start(
+        store: EventStore, channels: dict[str, Channel], clock: FixedClock) -> None:
+    longer = roster(ROSTER_TOML.replace(
+        'chain = ["rheumatologist", "on_call_consultant"]',
+        'chain = ["rheumatologist", "on_call_consultant"]\ndelay_minutes = 121'))
+    with pytest.raises(WorkerConfigurationError, match=r"delay_minutes = 121 .* \(120\)"):
+        worker(store, clock, channels, the_roster=longer)
+
+
 def test_acknowledgement_stops_escalation(
         store: EventStore, w: AlertWorker, smtp_server: SmtpTestServer,
         clock: FixedClock) -> None:
@@ -430,9 +462,11 @@ def test_expired_lease_of_a_dead_worker_is_taken_over(
         first.evaluate()
         [claimed] = first.outbox.claim(owner="dead", now=clock.instant, mode="immediate",
                                        limit=10, lease=timedelta(seconds=120))
-    with store.engine.begin() as conn:  # "dead" died holding its lease: nothing released
+    # a worker without a heartbeat row (an older version) died holding its lease: only
+    # the lease tells when its claim may be taken over
+    with store.engine.begin() as conn:
         conn.execute(update(D).where(D.c.delivery_id == claimed.delivery_id)
-                     .values(status="sending", lease_owner="dead", attempts=1,
+                     .values(status="sending", lease_owner="ghost", attempts=1,
                              lease_until=claimed.lease_until))
     with worker(store, clock, channels, worker_id="alive") as second:
         assert second.dispatch().sent == 0  # lease still running

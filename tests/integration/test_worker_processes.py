@@ -1,4 +1,4 @@
-"""The alert worker as real processes (``python -m alerts.worker``) on PostgreSQL, with
+"""The alert worker as real processes (``cno-tracker worker``) on PostgreSQL, with
 the official Twilio client against the local Twilio-compatible server and smtplib against
 the local SMTP server, configured only through ``CNO_TRACKER_*`` variables.
 
@@ -276,6 +276,46 @@ def test_worker_killed_mid_send_loses_nothing_and_repeats_only_its_in_flight_sen
         assert len(sent_events) == 1, (alert_id, [e.type for e in evs])
         assert sent_events[0].data.attempt == (2 if alert_id in held.values() else 1)
     assert "event=outbox.reclaimed" in rescuer.log()
+
+
+def test_urgent_claims_of_a_killed_worker_go_out_within_30_seconds_not_the_lease(
+        pg_url: str, pg_store: EventStore, tmp_path: Path,
+        twilio_server: TwilioTestServer) -> None:
+    """Production timings (lease 120 s, poll 30 s): the restarted worker takes the dead
+    one's claims when its heartbeat expires (15 s), not when its lease does."""
+    urgent = [f"H{i:03d}" for i in range(8)]
+    import_patients(pg_store, urgent)
+    env = worker_env(pg_url, roster_file=write_roster(tmp_path / "roster.toml", ["nurse"]),
+                     twilio=twilio_server)
+    twilio_server.delay_next(1, seconds=8.0)  # the first SMS is taken, its answer waits
+    victim = WorkerProcess("victim", env, tmp_path / "victim.log", batch_size=4,
+                           lease_seconds=120, poll_seconds=0.3)
+    restarted = WorkerProcess("restarted", env, tmp_path / "restarted.log", batch_size=4,
+                              lease_seconds=120, poll_seconds=30)
+    try:
+        victim.start()
+        wait_until(lambda: bool(twilio_server.messages) or not victim.alive, 40,
+                   "the victim sent its first SMS")
+        with pg_store.engine.connect() as conn:
+            held = {r[0] for r in conn.execute(select(D.c.delivery_id).where(
+                D.c.lease_owner == "victim", D.c.status == "sending"))}
+        assert victim.kill() == -signal.SIGKILL
+        killed = time.monotonic()
+        assert len(held) == 4, held
+        restarted.start()
+        wait_until(lambda: count_by_status(pg_store)["sent"] >= len(urgent)
+                   or not restarted.alive, 30, "every urgent alert sent after the kill")
+        elapsed = time.monotonic() - killed
+        print(f"the dead worker's {len(held)} claims went out {elapsed:.1f} s after the kill")
+        assert restarted.terminate() == 0
+    finally:
+        stop_all([victim, restarted])
+    got = Counter(patient_of_sms(m.body, set(urgent)) for m in twilio_server.messages)
+    assert set(got) == set(urgent)
+    assert sum(got.values()) == len(urgent) + 1  # only the SMS in flight went twice
+    assert "event=worker.taking_over" in restarted.log()
+    final = {d.delivery_id: d for d in deliveries(pg_store)}
+    assert all(final[i].status == "sent" for i in held)
 
 
 def _delivery(store: EventStore, channel: str) -> DeliveryRow:

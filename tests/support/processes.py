@@ -1,4 +1,4 @@
-"""Alert workers as real subprocesses (``python -m alerts.worker``) for multi-process
+"""Alert workers as real subprocesses (``cno-tracker worker``) for multi-process
 tests and the worker benchmark, and control of the local PostgreSQL server.
 
 - :func:`worker_env` builds the ``CNO_TRACKER_*`` environment a worker reads (database,
@@ -38,6 +38,8 @@ from tests.support.twilio_server import (
 
 REPO = Path(__file__).resolve().parents[2]
 SENDER = "alerts@example.org"
+#: the installed command, beside this interpreter (the editable install of the venv)
+CNO_TRACKER = str(Path(sys.executable).with_name("cno-tracker"))
 
 
 def worker_env(database_url: str, *, roster_file: Path | None = None,
@@ -74,7 +76,7 @@ def worker_env(database_url: str, *, roster_file: Path | None = None,
 def worker_args(*, forever: bool, worker_id: str | None = None, batch_size: int | None = None,
                 lease_seconds: float | None = None, poll_seconds: float | None = None,
                 now: str | None = None) -> list[str]:
-    args = [sys.executable, "-m", "alerts.worker", "--forever" if forever else "--once"]
+    args = [CNO_TRACKER, "worker", *([] if forever else ["--once"])]
     for flag, value in (("--worker-id", worker_id), ("--batch-size", batch_size),
                         ("--lease-seconds", lease_seconds), ("--poll-seconds", poll_seconds),
                         ("--now", now)):
@@ -85,7 +87,7 @@ def worker_args(*, forever: bool, worker_id: str | None = None, batch_size: int 
 
 @dataclass
 class WorkerProcess:
-    """One ``python -m alerts.worker --forever`` process (see :meth:`start`)."""
+    """One ``cno-tracker worker`` process (see :meth:`start`)."""
 
     worker_id: str
     env: dict[str, str]
@@ -199,7 +201,7 @@ def run_worker_once(env: Mapping[str, str], *, now: str | None = None,
                     worker_id: str = "once", batch_size: int | None = None,
                     lease_seconds: float | None = None, timeout: float = 60.0
                     ) -> subprocess.CompletedProcess[str]:
-    """``python -m alerts.worker --once`` to completion (output captured as text)."""
+    """``cno-tracker worker --once`` to completion (output captured as text)."""
     args = worker_args(forever=False, worker_id=worker_id, now=now, batch_size=batch_size,
                        lease_seconds=lease_seconds)
     return subprocess.run(args, cwd=REPO, env=dict(env), stdin=subprocess.DEVNULL,

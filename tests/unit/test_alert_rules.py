@@ -8,30 +8,31 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from alerts.dispatch import RetryPolicy, routes_for
+from alerts.dispatch import RetryPolicy
 from alerts.outbox import Route
 from alerts.roster import parse_roster
 from alerts.rules import (
     AlertSpec,
-    DueRow,
+    EscalationPolicy,
+    EscalationTrigger,
     KnownAlert,
     backoff_seconds,
     digest_instant,
-    escalation_due,
     event_dedupe_key,
     fire_instant,
     next_digest_instant,
     plan,
     send_not_before,
 )
+from tracker.due import DueItem
 from tracker.protocol import DEFAULT_PROTOCOL
 
 MADRID = DEFAULT_PROTOCOL.zone
 
 
 def row(key: str = "P1:hypocalcaemia:2025-03-10:e1:now", *, fires_on: date = date(2025, 3, 10),
-        severity: str = "urgent", patient: str = "P1") -> DueRow:
-    return DueRow(key=key, group=key.rsplit(":", 1)[0], patient=patient, kind="hypocalcaemia",
+        severity: str = "urgent", patient: str = "P1") -> DueItem:
+    return DueItem(key=key, group=key.rsplit(":", 1)[0], patient=patient, kind="hypocalcaemia",
                   severity=severity, fires_on=fires_on, item_due_on=fires_on,
                   item="hypocalcaemia", cause_event_ids=("e1",))
 
@@ -142,9 +143,30 @@ def test_urgent_goes_now_others_at_the_digest() -> None:
 
 
 # ---------------------------------------------------------------- escalation, retries
-def test_escalation_instant() -> None:
-    sent = at("2025-03-10T10:00:00+00:00")
-    assert escalation_due(sent, 120) == at("2025-03-10T12:00:00+00:00")
+def test_escalation_instant_for_each_trigger() -> None:
+    policy = EscalationPolicy.of(120)
+    now = at("2025-03-10T10:00:00+00:00")
+    two_hours = at("2025-03-10T12:00:00+00:00")
+    assert policy.escalate_at(EscalationTrigger.SENT, now) == two_hours
+    assert policy.escalate_at(EscalationTrigger.UNKNOWN, now) == two_hours
+    assert policy.escalate_at(EscalationTrigger.ESCALATED, now) == two_hours
+    assert policy.escalate_at(EscalationTrigger.NOBODY_REACHED, now) == now
+    assert policy.escalate_at(EscalationTrigger.ESCALATED, now, further=False) is None
+    assert {t.value for t in EscalationTrigger} == {
+        "sent", "unknown", "nobody_reached", "escalated"}
+
+
+@pytest.mark.parametrize(("roster", "minutes"), [(None, 120), (45, 45), (120, 120), (1, 1)])
+def test_the_rosters_delay_applies_up_to_the_protocols(roster: int | None,
+                                                       minutes: int) -> None:
+    assert EscalationPolicy.of(120, roster).delay == timedelta(minutes=minutes)
+
+
+@pytest.mark.parametrize("roster", [121, 0, -5])
+def test_a_roster_delay_beyond_the_protocols_is_refused(roster: int) -> None:
+    with pytest.raises(ValueError, match=r"delay_minutes = -?\d+ must be between 1 and the "
+                                         r"protocol's escalation_minutes \(120\)"):
+        EscalationPolicy.of(120, roster)
 
 
 def test_backoff_doubles_up_to_the_cap_with_bounded_jitter() -> None:
@@ -200,16 +222,16 @@ chain = ["rheumatologist"]
 
 
 def test_routes_use_the_preferred_channel_then_another_then_the_fallback() -> None:
-    assert routes_for(ROSTER, "hypocalcaemia", "urgent", 0, {"sms", "email"}) == [
+    assert ROSTER.routes("hypocalcaemia", "urgent", 0, {"sms", "email"}) == [
         Route("nurse.a", "sms"), Route("rheum.b", "email")]
-    assert routes_for(ROSTER, "hypocalcaemia", "urgent", 0, {"email"}) == [
+    assert ROSTER.routes("hypocalcaemia", "urgent", 0, {"email"}) == [
         Route("nurse.a", "email"), Route("rheum.b", "email")]
-    assert routes_for(ROSTER, "hypocalcaemia", "urgent", 0, {"console"}) == [
+    assert ROSTER.routes("hypocalcaemia", "urgent", 0, {"console"}) == [
         Route("nurse.a", "console"), Route("rheum.b", "console")]
-    assert routes_for(ROSTER, "hypocalcaemia", "urgent", 0, {"console", "file"}) == [
+    assert ROSTER.routes("hypocalcaemia", "urgent", 0, {"console", "file"}) == [
         Route("nurse.a", "file"), Route("rheum.b", "file")]
-    assert routes_for(ROSTER, "relapse_detected", "warning", 0, {"sms"}) == [
+    assert ROSTER.routes("relapse_detected", "warning", 0, {"sms"}) == [
         Route("nurse.a", "sms")]
-    assert routes_for(ROSTER, "hypocalcaemia", "urgent", 1, {"email"}) == [
+    assert ROSTER.routes("hypocalcaemia", "urgent", 1, {"email"}) == [
         Route("rheum.b", "email")]
-    assert routes_for(ROSTER, "hypocalcaemia", "urgent", 2, {"email"}) == []
+    assert ROSTER.routes("hypocalcaemia", "urgent", 2, {"email"}) == []

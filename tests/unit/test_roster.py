@@ -73,8 +73,7 @@ def test_minimal_roster_and_defaults() -> None:
     roster = parse_roster(roster_text(STAFF_A, STAFF_B, ROUTING))
     assert [m.id for m in roster.staff] == ["nurse.a", "rheum.b"]
     assert roster.member("rheum.b").on_call is False
-    assert roster.escalation.delay_minutes == 120
-    assert roster.escalation_delay.total_seconds() == 7200
+    assert roster.escalation.delay_minutes is None  # the protocol's escalation_minutes
     assert roster.member("nurse.a").recipient() == Recipient(
         "nurse.a", phone="+34600000001", email="nurse.a@example.org")
     assert roster.member("nurse.a").channels() == ("sms", "email")
@@ -163,9 +162,47 @@ def test_e164_is_enforced(phone: str) -> None:
     assert error.line == 5
 
 
-@pytest.mark.parametrize("phone", ["+12", "+346000000011234"])  # 2 and 15 digits: the bounds
-def test_e164_bounds_are_accepted(phone: str) -> None:
-    parse_roster(roster_text(STAFF_A.replace("+34600000001", phone), STAFF_B, ROUTING))
+@pytest.mark.parametrize("phone", ["+1234", "+12", "+346000000011234", "+3460000000",
+                                   "+34500000001"])
+def test_e164_shaped_numbers_that_do_not_exist_are_refused(phone: str) -> None:
+    # E.164's shape allows 2 to 15 digits; phonenumbers knows each country's plan
+    error = error_of(roster_text(STAFF_A.replace("+34600000001", phone), STAFF_B, ROUTING))
+    assert error.line == 5
+    assert "staff entry #1 ('nurse.a')" in error.reason
+    assert "valid E.164 phone number" in error.reason
+
+
+@pytest.mark.parametrize("phone", ["+34600000001", "+14155550123", "+442071838750"])
+def test_real_numbers_of_several_countries_are_accepted(phone: str) -> None:
+    roster = parse_roster(roster_text(STAFF_A.replace("+34600000001", phone), STAFF_B,
+                                      ROUTING))
+    assert roster.member("nurse.a").phone == phone
+
+
+@pytest.mark.parametrize(("address", "why"), [
+    ("a..b@x", "two periods in a row"),
+    ("nurse.a@example", "should have a period"),
+    (".nurse@example.org", "period"),
+    ("nurse.a@exa_mple.org", "invalid character"),
+])
+def test_invalid_email_addresses_are_refused_with_the_reason(address: str, why: str) -> None:
+    text = roster_text(STAFF_A.replace("nurse.a@example.org", address), STAFF_B, ROUTING)
+    error = error_of(text)
+    assert error.line == 6
+    assert "staff entry #1 ('nurse.a')" in error.reason and "email" in error.reason
+    assert why in error.reason
+
+
+def test_email_validation_makes_no_dns_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the roster must validate without the network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    text = roster_text(STAFF_A.replace("nurse.a@example.org", "nurse@no-such-host.example.org"),
+                       STAFF_B, ROUTING)
+    assert parse_roster(text).member("nurse.a").email == "nurse@no-such-host.example.org"
 
 
 def test_missing_field_points_at_the_entry_header() -> None:
