@@ -183,3 +183,10 @@ def _lag(conn: Connection) -> int | None:
     if checkpoint is None:
         return None if head is None else int(head)
     return max(0, int(head or 0) - int(checkpoint))
+
+
+def latest_beat(conn: Connection) -> datetime | None:
+    """The newest heartbeat of a worker that has not stopped (None: no worker reported);
+    the web application's ``/readyz`` judges its age."""
+    beat = conn.execute(select(func.max(H.c.beat_at)).where(H.c.stopped_at.is_(None))).scalar()
+    return beat if isinstance(beat, datetime) else None

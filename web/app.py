@@ -19,10 +19,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from alerts.health import latest_beat
 from tracker.bootstrap import App
 from web.charts import ChartCache
 from web.deps import GUARDS, Forbidden, LoginRequired, WebContext, current_principal
-from web.health import Health, HeartbeatReader, no_heartbeat
+from web.health import Health, HeartbeatReader
 from web.permissions import PUBLIC_PATHS
 from web.security import CsrfFailed, SecurityHeaders, header_items
 from web.sessions import Sessions
@@ -50,7 +51,7 @@ ROUTERS = (
 
 
 def create_app(core: App, web: WebSettings | None = None, *, accounts: Accounts | None = None,
-               roster: Roster | None = None, heartbeat: HeartbeatReader = no_heartbeat,
+               roster: Roster | None = None, heartbeat: HeartbeatReader = latest_beat,
                ) -> FastAPI:
     import importlib
 

@@ -14,16 +14,9 @@ from tracker.bootstrap import App
 HeartbeatReader = Callable[[Connection], datetime | None]
 
 
-def no_heartbeat(conn: Connection) -> datetime | None:
-    """**[reading]** The alert worker does not record a heartbeat on this branch yet: the
-    check reports ``not reported`` and does not fail readiness. When the worker's heartbeat
-    lands, pass its reader to :class:`Health` (one function), and a stale one fails."""
-    return None
-
-
 class Health:
     def __init__(self, core: App, *, max_age: timedelta,
-                 heartbeat: HeartbeatReader = no_heartbeat) -> None:
+                 heartbeat: HeartbeatReader) -> None:
         self.core = core
         self.max_age = max_age
         self.heartbeat = heartbeat

@@ -226,3 +226,22 @@ def test_readiness_fails_when_the_schema_is_behind(web: WebHarness) -> None:
     ready = web.anonymous().get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["schema"] == "not current: run `cno-tracker db upgrade`"
+
+
+def test_readiness_reads_the_alert_workers_own_heartbeat(web: WebHarness) -> None:
+    """The default reader is the worker's heartbeat table (alerts/health.py): a worker that
+    beat within the limit is ok, one past it is stale (503), a stopped one is not counted."""
+    from alerts.health import Heartbeat
+
+    beat = Heartbeat(web.core.engine, "worker-test")
+    beat.started(web.clock.now())
+    client = web.anonymous()
+    assert client.get("/readyz").json()["checks"]["worker"] == "ok"
+    web.clock.advance(timedelta(seconds=300))  # WebSettings' default limit, to the second
+    assert client.get("/readyz").status_code == 200
+    web.clock.advance(timedelta(seconds=1))
+    stale = client.get("/readyz")
+    assert stale.status_code == 503
+    assert stale.json()["checks"]["worker"] == "stale: last heartbeat 301 s ago"
+    beat.stopped(web.clock.now())
+    assert client.get("/readyz").json()["checks"]["worker"] == "not reported"
