@@ -9,7 +9,7 @@ import click
 import orjson
 
 from events.envelope import utc_iso
-from tracker.cli.common import State, emit_json, handles_errors, pass_state
+from tracker.cli.common import State, check_by, emit_json, handles_errors, pass_state
 from tracker.errors import CommandRefused, ConfigurationError, NotFound
 
 if TYPE_CHECKING:  # the worker's modules (twilio, APScheduler) load only when used
@@ -272,7 +272,7 @@ def show_cmd(state: State, alert: str) -> None:
 
 @alerts_group.command("ack")
 @click.argument("alert")
-@click.option("--by", "by", required=True, help="who acknowledges (staff id)")
+@click.option("--by", "by", callback=check_by, required=True, help="who acknowledges (staff id)")
 @click.option("--note", default=None, help="what was done (no patient detail)")
 @pass_state
 @handles_errors

@@ -208,3 +208,19 @@ def test_a_well_formed_unknown_reference_is_still_not_found(db_url: str) -> None
     result = CliRunner().invoke(cli, ["timeline", "P9999"],
                                 env={"CNO_TRACKER_DATABASE_URL": db_url})
     assert_refused(result, 4)
+
+
+@pytest.mark.parametrize("args", [
+    ["alerts", "ack", "0000", "--by", "dr.x\x00"],
+    ["enroll", "P0008", "--born", "2006-01-01", "--sex", "female", "--by", "a\x00b"],
+    ["users", "disable", "lopez", "--by", "admin\n"],
+    ["fhir", "import", "-", "--by", " fhir"],
+    ["hl7", "import", "x.hl7", "--by", "lab\x07"],
+], ids=["alerts-ack", "enroll", "users", "fhir", "hl7"])
+def test_every_by_option_refuses_control_characters_and_spaces(args: list[str],
+                                                                 db_url: str) -> None:
+    """Every command that records who acted checks ``--by`` like ``recorded_by`` (exit 2,
+    never a database error): before, ``alerts ack --by`` with NUL ended as exit 70 on
+    PostgreSQL."""
+    result = CliRunner().invoke(cli, args, input="", env={"CNO_TRACKER_DATABASE_URL": db_url})
+    assert "--by" in assert_refused(result, 2)

@@ -13,7 +13,7 @@ from events.store import EventStore
 from events.vocabulary.patient import PatientEnrolled
 from tracker import db
 from tracker.bootstrap import App
-from tracker.cli.common import State, handles_errors, parse_date, pass_state
+from tracker.cli.common import State, check_by, handles_errors, parse_date, pass_state
 from tracker.errors import NotFound
 from tracker.readmodel import is_patient_stream
 
@@ -55,7 +55,7 @@ def require_patient(app: App, patient: str) -> None:
               help="date of the first consultation (YYYY-MM-DD; default: --at)")
 @click.option("--at", "when", default=None,
               help="date of enrolment (default: the first consultation, else today)")
-@click.option("--by", default=None, help="who is recording it")
+@click.option("--by", callback=check_by, default=None, help="who is recording it")
 @click.option("--key", default=None, help="idempotency key (re-running changes nothing)")
 @pass_state
 @handles_errors

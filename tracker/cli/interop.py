@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from tracker.cli.common import State, handles_errors, pass_state
+from tracker.cli.common import State, check_by, handles_errors, pass_state
 from tracker.errors import NotFound
 from tracker.interop.codes import CodeMap
 from tracker.interop.identity import LinkTable, link_key_from_env
@@ -102,7 +102,8 @@ def fhir_group() -> None:
 @click.option("--enrol", is_flag=True,
               help="enrol patients seen for the first time under a fresh random reference")
 @click.option("--strict", is_flag=True, help="a skipped resource is an error")
-@click.option("--by", default="fhir-import", show_default=True, help="recorded_by")
+@click.option("--by", callback=check_by, default="fhir-import", show_default=True,
+              help="recorded_by")
 @pass_state
 @handles_errors
 def fhir_import_cmd(state: State, file: Path, enrol: bool, strict: bool, by: str) -> None:
@@ -138,7 +139,8 @@ _code_map_option = click.option(
 @_code_map_option
 @click.option("--encoding", default=None,
               help="character set when MSH-18 is empty (e.g. ISO-8859-1); default UTF-8")
-@click.option("--by", default="hl7-import", show_default=True, help="recorded_by")
+@click.option("--by", callback=check_by, default="hl7-import", show_default=True,
+              help="recorded_by")
 @pass_state
 @handles_errors
 def hl7_import_cmd(state: State, file: Path, enrol: bool, code_map: Path | None,
@@ -174,7 +176,8 @@ def _check_encoding(name: str) -> None:
 @click.option("--encoding", default=None, help="character set when MSH-18 is empty")
 @click.option("--idle-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
               help="seconds a connection may stay silent (or in mid-frame)")
-@click.option("--by", default="hl7-listener", show_default=True, help="recorded_by")
+@click.option("--by", callback=check_by, default="hl7-listener", show_default=True,
+              help="recorded_by")
 @pass_state
 @handles_errors
 def hl7_listen_cmd(state: State, host: str, port: int, enrol: bool, code_map: Path | None,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import click
 
 from tracker.accounts import ROLES, Accounts
-from tracker.cli.common import State, emit_json, handles_errors, pass_state
+from tracker.cli.common import State, check_by, emit_json, handles_errors, pass_state
 
 BY_HELP = "who made the change (recorded in the account's history)"
 
@@ -54,7 +54,7 @@ def users_group() -> None:
 @click.option("--member", metavar="ROSTER_ID", help="the roster's staff id (for 'my alerts')")
 @click.option("--password-stdin", is_flag=True,
               help="read the password from the first line of standard input")
-@click.option("--by", default="admin-cli", show_default=True, help=BY_HELP)
+@click.option("--by", callback=check_by, default="admin-cli", show_default=True, help=BY_HELP)
 @pass_state
 @handles_errors
 def add_cmd(state: State, name: str, role: str, member: str | None, password_stdin: bool,
@@ -89,7 +89,7 @@ def list_cmd(state: State, as_json: bool) -> None:
 @users_group.command("disable")
 @click.argument("name")
 @click.option("--reason", help="why (kept in the account's history)")
-@click.option("--by", default="admin-cli", show_default=True, help=BY_HELP)
+@click.option("--by", callback=check_by, default="admin-cli", show_default=True, help=BY_HELP)
 @pass_state
 @handles_errors
 def disable_cmd(state: State, name: str, reason: str | None, by: str) -> None:
@@ -104,7 +104,7 @@ def disable_cmd(state: State, name: str, reason: str | None, by: str) -> None:
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True,
               help="read the password from the first line of standard input")
-@click.option("--by", default="admin-cli", show_default=True, help=BY_HELP)
+@click.option("--by", callback=check_by, default="admin-cli", show_default=True, help=BY_HELP)
 @pass_state
 @handles_errors
 def set_password_cmd(state: State, name: str, password_stdin: bool, by: str) -> None:
@@ -119,7 +119,7 @@ def set_password_cmd(state: State, name: str, password_stdin: bool, by: str) -> 
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="the new web role")
 @click.option("--member", metavar="ROSTER_ID", help="the roster's staff id (for 'my alerts')")
-@click.option("--by", default="admin-cli", show_default=True, help=BY_HELP)
+@click.option("--by", callback=check_by, default="admin-cli", show_default=True, help=BY_HELP)
 @pass_state
 @handles_errors
 def set_role_cmd(state: State, name: str, role: str, member: str | None, by: str) -> None:
