@@ -59,7 +59,7 @@ def superuser(store: EventStore, *statements: str | tuple[str, dict[str, object]
         conn.execute(text(sql), params)
 
     with store.engine.begin() as conn:
-        if store.is_postgres:
+        if store.dialect == "postgresql":
             conn.execute(text("SET LOCAL session_replication_role = replica"))
             for statement in statements:
                 run(conn, statement)
@@ -119,14 +119,14 @@ def rewrite_with_recomputed_hashes(store: EventStore, stream: str) -> None:
                            digest))
         prev = digest
     with store.engine.begin() as conn:
-        if store.is_postgres:
+        if store.dialect == "postgresql":
             conn.execute(text("SET LOCAL session_replication_role = replica"))
         else:
             conn.execute(text("DROP TRIGGER events_no_update"))
         for position, data, c_hash, digest in statements:
             conn.execute(update(E).where(E.c.position == position).values(
                 data=data, content_hash=c_hash, hash=digest))
-        if not store.is_postgres:
+        if store.dialect != "postgresql":
             conn.execute(text(SQLITE_TRIGGERS[0]))
 
 
@@ -179,10 +179,10 @@ def test_a_forged_seal_is_found(sealed: Cli, store: EventStore) -> None:
 def test_a_dropped_trigger_is_named(sealed: Cli, store: EventStore, dropped: str) -> None:
     name = dropped
     if dropped == "events_no_delete_or_truncate":
-        name = "events_no_truncate" if store.is_postgres else "events_no_delete"
+        name = "events_no_truncate" if store.dialect == "postgresql" else "events_no_delete"
     table = name.split("_")[0]
     with store.engine.begin() as conn:
-        conn.execute(text(f"DROP TRIGGER {name} ON {table}" if store.is_postgres
+        conn.execute(text(f"DROP TRIGGER {name} ON {table}" if (store.dialect == "postgresql")
                           else f"DROP TRIGGER {name}"))
     out = sealed("verify", code=6).output
     assert f"UNPROTECTED trigger {name} on {table} is missing" in out
@@ -199,7 +199,7 @@ def test_a_disabled_trigger_is_named_on_postgres(pg_url: str, tmp_path: Path) ->
 
 def test_a_trigger_replaced_by_a_harmless_one_is_named(sealed: Cli, store: EventStore) -> None:
     with store.engine.begin() as conn:
-        if store.is_postgres:
+        if store.dialect == "postgresql":
             conn.execute(text("CREATE OR REPLACE FUNCTION events_append_only() RETURNS trigger "
                               "LANGUAGE plpgsql AS $$ BEGIN RETURN OLD; END $$"))
         else:
