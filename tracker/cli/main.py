@@ -52,6 +52,7 @@ def db_upgrade(state: State) -> None:
     from tracker.cli.everyday import database_label
 
     settings = load_settings()
+    db.prepare_sqlite_file(settings.database_url)  # a new file is created 0600, before reading
     engine = make_engine(settings.database_url)
     try:
         before = db.current_revisions(engine)
