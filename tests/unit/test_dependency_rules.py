@@ -80,7 +80,12 @@ def test_events_imports_nothing_of_ours() -> None:
 
 
 def test_tracker_imports_only_events_except_the_cli_mounting_the_alert_commands() -> None:
-    assert violations("tracker", {"events"}, {"tracker.cli.main": {"alerts.cli"}}) == []
+    mounted = {"tracker.cli.main": {"alerts.cli", "web.cli"}}
+    assert violations("tracker", {"events"}, mounted) == []
+
+
+def test_web_imports_only_events_tracker_and_alerts() -> None:
+    assert violations("web", {"events", "tracker", "alerts"}, {}) == []
 
 
 def test_alerts_imports_only_events_and_tracker() -> None:
