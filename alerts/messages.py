@@ -34,6 +34,8 @@ from tracker.alertkinds import AlertKind
 
 TRACKER_COMMAND = "tracker"  # a neutral alias: the real command name would name the disease
 SMS_LIMIT = 160
+#: the kind of a message about the alerting itself (not an alert: no ALERT_KINDS entry)
+NOTICE_KIND = "notice"
 
 #: Neutral label per alert kind: one label, or one per severity (warning → urgent = overdue).
 _OVERDUE = {Severity.INFO: "{} due", Severity.WARNING: "{} due", Severity.URGENT: "{} overdue"}
@@ -227,7 +229,7 @@ def render_digest(
 def render_notice(text: str, *, notice_id: str, on: date) -> Message:
     """A message about the alerting itself (an opt-out notice to the roster owner, a test
     message): no patient, nothing clinical; ``text`` must be ASCII and short."""
-    return Message(alert_id=notice_id, patient_ref="", kind=MessageKind.NOTICE,
+    return Message(alert_id=notice_id, patient_ref="", kind=NOTICE_KIND,
                    severity=Severity.INFO, subject=text[:78], sms_text=_check_sms(text),
                    email_text=text + "\n", due_on=on)
 

@@ -37,4 +37,3 @@ class MessageKind(StrEnum):
 
     ESCALATION = "escalation"
     DIGEST = "digest"
-    NOTICE = "notice"  # about the alerting itself: an opt-out told to the owner, a test
