@@ -23,6 +23,11 @@ Format (see ``examples/roster.toml``)::
     chain = ["rheumatologist", "on_call_consultant"]
     delay_minutes = 60              # optional: at most the protocol's escalation_minutes
 
+Optional (issue 13): ``owner = "<staff id>"`` before the first table (told of SMS
+opt-outs), and on-call schedules per role — ``[[rotation]]``, ``[[shift]]``,
+``[[override]]`` in the centre's local time (see :mod:`alerts.oncall`,
+``examples/roster-oncall.toml`` and ``docs/alerts-oncall.md``).
+
 Rules, checked by :func:`load_roster` (each failure is a :class:`~alerts.errors.RosterError`
 with the line of the offending key, or of its ``[[staff]]`` / ``[routing]`` header):
 unique staff ids; E.164 phones that ``phonenumbers`` knows as valid numbers; e-mail
@@ -32,8 +37,9 @@ at least one person; every severity routable (its own entry or ``default``).
 
 **[reading]** Routing precedence: a kind entry wins over a severity entry, which wins over
 ``default`` (no union), so a centre can route one kind precisely.
-**[reading]** Within a role, the members marked ``on_call`` receive the alert; when none
-of them is on call, every member of the role does (an alert is never routed to nobody).
+**[reading]** Within a role, who the schedule puts on call at the alert's instant
+receives the alert; when no entry covers it, the members marked ``on_call``; when none of
+them is on call, every member of the role does (an alert is never routed to nobody).
 **[reading]** ``level`` 0 is the first delivery (routing); level ``n`` ≥ 1 is the n-th
 escalation step and goes to ``chain[n - 1]``; :meth:`Roster.next_role` (``level``) is the
 role an alert currently at ``level`` escalates to, ``None`` at the end of the chain.

@@ -177,3 +177,18 @@ def test_the_example_roster_without_a_schedule_still_loads() -> None:
 
     example = load_roster(Path(__file__).resolve().parents[2] / "examples" / "roster.toml")
     assert not example.schedule and example.owner is None
+
+
+def test_the_on_call_example_roster_loads_and_schedules() -> None:
+    from pathlib import Path
+
+    from alerts.roster import load_roster
+
+    example = load_roster(Path(__file__).resolve().parents[2] / "examples"
+                          / "roster-oncall.toml")
+    assert example.owner == "nurse.lopez"
+    # Christmas Eve 22:00 local (21:00 UTC): the shift, not the rotation
+    assert on_call(example, "nurse", datetime(2026, 12, 24, 21, 0, tzinfo=UTC)) == [
+        "nurse.perez"]
+    assert on_call(example, "on_call_consultant",
+                   datetime(2027, 1, 1, 12, 0, tzinfo=UTC)) == ["consult.sanz"]
