@@ -178,9 +178,13 @@ class Dispatcher:
                     continue
                 link = (self.links.url(alert.alert_id, delivery.recipient, self.clock.now())
                         if self.links is not None and delivery.channel == EMAIL else None)
+                # the reply code only where a reply can come from (SMS, and e-mail to staff
+                # who also have the SMS number); the console and file channels show none
+                code = delivery.channel in (SMS, EMAIL)
                 try:
-                    message = (render(alert, link=link) if delivery.level == 0
-                               else render_escalation(alert, level=delivery.level, link=link))
+                    message = (render(alert, link=link, reply_code=code) if delivery.level == 0
+                               else render_escalation(alert, level=delivery.level, link=link,
+                                                      reply_code=code))
                 except ValueError as exc:
                     self._failed([delivery], PermanentDeliveryError(
                         f"cannot render the message ({exc})"), report, alert.patient,

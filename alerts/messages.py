@@ -100,9 +100,9 @@ def label_for(kind: str, severity: str) -> str:
     return entry if isinstance(entry, str) else entry[severity]
 
 
-def _code(alert: AlertLike) -> str | None:
-    """The alert's acknowledgement code, when it has one (outbox rows do)."""
-    code = getattr(alert, "ack_code", None)
+def _code(alert: AlertLike, wanted: bool) -> str | None:
+    """The alert's acknowledgement code, when it has one (outbox rows do) and ``wanted``."""
+    code = getattr(alert, "ack_code", None) if wanted else None
     return code if isinstance(code, str) and code.isalnum() and code.isascii() else None
 
 
@@ -117,16 +117,17 @@ def _ack_lines(code: str | None, link: str | None) -> list[str]:
 
 
 def render(alert: AlertLike, *, tracker_command: str = TRACKER_COMMAND,
-           link: str | None = None) -> Message:
+           link: str | None = None, reply_code: bool = True) -> Message:
     """The message for one alert. ``status`` is not shown (the worker decides what to send).
-    With an acknowledgement code the SMS says ``Reply OK <code>``; ``link`` (a one-time
-    signed link, e-mail only) is put in the e-mail text."""
+    With an acknowledgement code (and ``reply_code``: the channel can be replied to) the
+    SMS says ``Reply OK <code>``; ``link`` (a one-time signed link, e-mail only) is put in
+    the e-mail text."""
     severity = _check_severity(alert.severity)
     ref = check_patient_ref(alert.patient_ref)
     label = label_for(alert.kind, severity)
     word = SEVERITY_WORDS[severity]
     when = alert.due_on.isoformat()
-    code = _code(alert)
+    code = _code(alert, reply_code)
     sms = (f"{word}: {label} for {ref}, {when}. Reply OK {code} or open the tracker."
            if code else f"{word}: {label} for {ref}, {when}. Open the tracker for details.")
     subject = f"[{word}] {ref}: {label} ({when})"
@@ -146,7 +147,7 @@ def render(alert: AlertLike, *, tracker_command: str = TRACKER_COMMAND,
 
 def render_escalation(
     alert: AlertLike, *, level: int, tracker_command: str = TRACKER_COMMAND,
-    link: str | None = None,
+    link: str | None = None, reply_code: bool = True,
 ) -> Message:
     """The message sent to escalation ``level`` (1, 2, …) for an unacknowledged alert.
 
@@ -157,7 +158,7 @@ def render_escalation(
     ref = check_patient_ref(alert.patient_ref)
     label = label_for(alert.kind, _check_severity(alert.severity))
     when = alert.due_on.isoformat()
-    code = _code(alert)
+    code = _code(alert, reply_code)
     sms = (f"URGENT escalated L{level}: {label} for {ref}, {when}. Reply OK {code} or open "
            "the tracker." if code else
            f"URGENT escalated L{level}: {label} for {ref}, {when}. Open the tracker.")

@@ -18,7 +18,7 @@ from datetime import datetime
 from alerts.channels.base import Channel
 from alerts.channels.console import ConsoleChannel, FileChannel, TeeChannel
 from alerts.channels.smtp_email import SmtpEmailChannel
-from alerts.channels.twilio_sms import TwilioSmsChannel
+from alerts.channels.twilio_sms import MESSAGING_SERVICE_RE, TwilioSmsChannel
 from alerts.errors import RosterError
 from alerts.links import LinkSigner
 from alerts.roster import Roster, load_roster
@@ -38,10 +38,13 @@ DEVELOPMENT_ROSTER = Roster.model_validate({
 def build_channels(settings: Settings) -> dict[str, Channel]:
     channels: dict[str, Channel] = {}
     service = settings.twilio_messaging_service_sid
+    sender = settings.twilio_from_number
+    if service is None and sender is not None and MESSAGING_SERVICE_RE.fullmatch(sender):
+        service, sender = sender, None  # a Messaging Service SID given as the sender
     twilio = {"CNO_TRACKER_TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
               "CNO_TRACKER_TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
               # a Messaging Service SID stands in for the from number
-              "CNO_TRACKER_TWILIO_FROM_NUMBER": settings.twilio_from_number or service}
+              "CNO_TRACKER_TWILIO_FROM_NUMBER": sender or service}
     if any(v is not None for v in twilio.values()):
         missing = [k for k, v in twilio.items() if v is None]
         if missing:
@@ -52,7 +55,7 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
         try:
             channels["sms"] = TwilioSmsChannel(
                 settings.twilio_account_sid, settings.twilio_auth_token,
-                settings.twilio_from_number if service is None else None,
+                sender if service is None else None,
                 messaging_service_sid=service, base_url=settings.twilio_base_url,
                 urgent_validity_seconds=settings.twilio_urgent_validity_seconds)
         except ValueError as exc:
