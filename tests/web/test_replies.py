@@ -221,6 +221,28 @@ def test_stop_moves_the_person_to_their_other_channel_and_tells_the_owner(env: E
                                            "RosterOwnerTold"]
 
 
+def test_an_sms_queued_before_stop_goes_by_the_other_channel(env: Env) -> None:
+    from tests.integration.alert_builders import NEXT_DIGEST, low_vitamin_d
+
+    low_vitamin_d(env.core.store, "P0002")
+    env.worker.run_once()  # a digest delivery by SMS, waiting for 08:00
+    with env.core.engine.connect() as conn:
+        assert [d.channel for d in env.outbox().deliveries(conn)] == ["sms"]
+    post_inbound(env.client, inbound_params(NURSE_PHONE, "STOP"))
+    env.clock.instant = NEXT_DIGEST
+    env.worker.run_once()  # the SMS fails at once: the e-mail digest is due now
+    env.clock.advance(timedelta(seconds=30))
+    env.worker.run_once()  # the next poll sends it
+    assert env.twilio.messages == []
+    [digest] = [m for m in env.smtp.messages if NURSE_EMAIL in m.rcpt_tos]
+    assert "Daily summary" in digest.subject
+    alert = alerts(env.core.store)[0]
+    failed = [e.data for e in env.core.store.read_stream(f"alert:{alert.alert_id}")
+              if e.type == "AlertFailed"]
+    assert [(f.channel, f.permanent) for f in failed] == [("sms", True)]
+    assert "replied STOP" in failed[0].error
+
+
 @pytest.mark.parametrize("word", ["STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"])
 def test_every_twilio_opt_out_word_is_recorded(env: Env, word: str) -> None:
     post_inbound(env.client, inbound_params(NURSE_PHONE, word.lower()))
