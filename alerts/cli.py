@@ -228,7 +228,10 @@ def _history_line(e: Any, zone: Any) -> str:
     elif e.type == "AlertEscalated":
         what = f"escalated to {d.to_role} (level {d.level})"
     elif e.type == "AlertAcknowledged":
-        what = f"acknowledged by {d.by}" + (f": {d.note}" if d.note else "")
+        via = {"sms": " by SMS reply", "link": " from the e-mail link"}.get(d.via or "", "")
+        what = (f"acknowledged by {d.by}{via}"
+                + (f" (message {d.provider_id})" if d.provider_id else "")
+                + (f": {d.note}" if d.note else ""))
     elif e.type == "AlertCancelled":
         what = f"cancelled: {d.reason}"
     else:
