@@ -83,7 +83,7 @@ def health_json(health: WorkerHealth) -> dict[str, Any]:
         "ok": health.ok, "now": _iso(health.now), "alive": len(health.alive),
         "last_cycle_ended_at": _iso(health.last_cycle_ended_at),
         "lag_positions": health.lag_positions, "channels_down": health.channels_down,
-        "deliveries": health.deliveries,
+        "deliveries": health.deliveries, "sms_opted_out": health.sms_opted_out,
         "workers": [{
             "worker_id": w.worker_id, "alive": w.alive, "host": w.host, "pid": w.pid,
             "version": w.version, "started_at": _iso(w.started_at), "beat_at": _iso(w.beat_at),
@@ -117,6 +117,9 @@ def health_lines(health: WorkerHealth) -> list[str]:
     for channel, reason in health.channels_down.items():
         lines.append(f"CHANNEL DOWN {channel}: {reason} (fix the credentials, restart the "
                      "worker)")
+    if health.sms_opted_out:
+        lines.append("SMS off (replied STOP; their other channel is used): "
+                     + ", ".join(health.sms_opted_out))
     return lines
 
 

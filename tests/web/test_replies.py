@@ -350,3 +350,19 @@ def test_readyz_fails_once_the_heartbeat_is_stale(db_url: str) -> None:
             assert stale.json()["checks"]["worker"] == "stale: last heartbeat 301 s ago"
     finally:
         core.close()
+
+
+def test_worker_status_lists_who_replied_stop(env: Env) -> None:
+    import orjson
+    from click.testing import CliRunner
+
+    from tracker.cli.main import cli
+
+    def status(*flags: str) -> str:
+        return CliRunner().invoke(cli, ["worker", "status", *flags], env={
+            "CNO_TRACKER_DATABASE_URL": env.core.settings.database_url}).output
+
+    assert orjson.loads(status("--json"))["sms_opted_out"] == []
+    post_inbound(env.client, inbound_params(NURSE_PHONE, "STOP"))
+    assert orjson.loads(status("--json"))["sms_opted_out"] == ["nurse.a"]
+    assert "SMS off (replied STOP; their other channel is used): nurse.a" in status()
