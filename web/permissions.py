@@ -48,7 +48,9 @@ MATRIX: dict[Role, frozenset[Action]] = {
 }
 
 #: paths served without a login (and without clinical data)
-PUBLIC_PATHS = frozenset({"/login", "/logout", "/healthz", "/readyz", "/static"})
+PUBLIC_PATHS = frozenset({"/login", "/logout", "/healthz", "/readyz", "/static",
+                          # guarded otherwise: Twilio's signature, the metrics bearer token
+                          "/twilio/inbound", "/metrics"})
 
 
 def allowed(role: str, action: Action) -> bool:

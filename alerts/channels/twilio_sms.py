@@ -32,6 +32,7 @@ nor in an error reason; reasons never contain phone numbers or the message body.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -58,10 +59,12 @@ from alerts.errors import (
     TransientDeliveryError,
     UnknownOutcomeError,
 )
+from alerts.vocabulary import MessageKind
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "sms"
+MESSAGING_SERVICE_RE = re.compile(r"MG[0-9a-f]{32}")
 
 #: Twilio error codes that mean "try again later" whatever the HTTP status.
 TRANSIENT_CODES: frozenset[int] = frozenset({20429, 20500, 20503, 30001})
@@ -179,25 +182,36 @@ class TwilioSmsChannel:
         self,
         account_sid: str,
         auth_token: SecretStr | str,
-        from_number: str,
+        from_number: str | None,
         *,
+        messaging_service_sid: str | None = None,
         base_url: str | None = None,
         http_client: HttpClient | None = None,
         timeout: float = 10,
+        urgent_validity_seconds: int | None = 900,
     ) -> None:
         if not account_sid:
             raise ValueError("a Twilio account SID is required")
         token = auth_token if isinstance(auth_token, SecretStr) else SecretStr(auth_token)
         if not token.get_secret_value():
             raise ValueError("a Twilio auth token is required")
-        if not is_e164(from_number):
+        if (from_number is None) == (messaging_service_sid is None):
+            raise ValueError("give either a from number or a Messaging Service SID")
+        if from_number is not None and not is_e164(from_number):
             raise ValueError("the Twilio sender number must be E.164 (e.g. +34600000000)")
+        if messaging_service_sid is not None and not MESSAGING_SERVICE_RE.fullmatch(
+                messaging_service_sid):
+            raise ValueError("the Messaging Service SID must be 'MG' and 32 hex digits")
+        if urgent_validity_seconds is not None and not 1 <= urgent_validity_seconds <= 36000:
+            raise ValueError("the urgent validity period must be 1 to 36000 seconds")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if http_client is not None and base_url is not None:
             raise ValueError("pass either base_url or http_client, not both")
         self.account_sid = account_sid
         self.from_number = from_number
+        self.messaging_service_sid = messaging_service_sid
+        self.urgent_validity_seconds = urgent_validity_seconds
         self.timeout = float(timeout)
         self._token = token
         if http_client is None:
@@ -224,9 +238,16 @@ class TwilioSmsChannel:
             raise PermanentDeliveryError(
                 f"staff {recipient.staff_id!r} has a phone number that is not E.164",
                 channel=CHANNEL)
+        sender: dict[str, Any] = (
+            {"messaging_service_sid": self.messaging_service_sid}
+            if self.messaging_service_sid is not None else {"from_": self.from_number})
+        if message.severity == "urgent" and message.kind != MessageKind.DIGEST \
+                and self.urgent_validity_seconds is not None:
+            # an urgent page delivered hours late is worse than one that fails and escalates
+            sender["validity_period"] = self.urgent_validity_seconds
         try:
             created = self._twilio().messages.create(
-                to=recipient.phone, from_=self.from_number, body=message.sms_text)
+                to=recipient.phone, body=message.sms_text, **sender)
         except (TwilioRestException, TwilioServiceException) as exc:
             status = int(exc.status)
             code = _twilio_code(exc.code, status)

@@ -30,6 +30,12 @@ from events.vocabulary.patient import (
     PatientEnrolled,
     ProcedureRecorded,
 )
+from events.vocabulary.staffing import (
+    RosterOwnerTold,
+    SmsOptedIn,
+    SmsOptedOut,
+    TestMessageSent,
+)
 from events.vocabulary.treatment import (
     AdverseEventRecorded,
     InfusionAdministered,
@@ -48,6 +54,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         AlertRaised, AlertSent, AlertFailed, AlertEscalated, AlertAcknowledged, AlertCancelled,
         AccountCreated, AccountRoleChanged, AccountPasswordChanged, AccountDisabled,
         AccountLocked, RecordAccessed,
+        SmsOptedOut, SmsOptedIn, RosterOwnerTold, TestMessageSent,
     )
 }
 
@@ -71,5 +78,6 @@ __all__ = [
     "DiagnosisAssessed", "EntryCorrected", "EntryVoided", "EventData", "ImagingLesion",
     "ImagingRecorded", "InfusionAdministered", "JanssonCriteria", "LabResultRecorded", "Lesion",
     "MedicationChanged", "MedicationStarted", "MedicationStopped", "PatientEnrolled",
-    "ProcedureRecorded", "VisitRecorded", "data_class_for", "to_canonical",
+    "ProcedureRecorded", "RosterOwnerTold", "SmsOptedIn", "SmsOptedOut", "TestMessageSent",
+    "VisitRecorded", "data_class_for", "to_canonical",
 ]
