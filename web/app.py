@@ -22,7 +22,15 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from alerts.health import latest_beat
 from tracker.bootstrap import App
 from web.charts import ChartCache
-from web.deps import GUARDS, Forbidden, LoginRequired, WebContext, current_principal
+from web.deps import (
+    GUARDS,
+    ApiForbidden,
+    ApiUnauthorized,
+    Forbidden,
+    LoginRequired,
+    WebContext,
+    current_principal,
+)
 from web.health import Health, HeartbeatReader
 from web.permissions import PUBLIC_PATHS
 from web.security import CsrfFailed, SecurityHeaders, header_items
@@ -47,6 +55,7 @@ ROUTERS = (
     "web.routes.admin",
     "web.routes.forms",
     "web.routes.previewed",
+    "web.routes.fhir",
 )
 
 
@@ -109,6 +118,19 @@ def _add_error_pages(app: FastAPI) -> None:
         if request.headers.get("hx-request"):
             return Response(status_code=401, headers={"HX-Redirect": location})
         return RedirectResponse(location, status_code=303)
+
+    @app.exception_handler(ApiUnauthorized)
+    async def api_unauthorized(request: Request, exc: ApiUnauthorized) -> Response:
+        from web.routes.fhir import refusal
+
+        return refusal(401, "login", "a valid API token (Authorization: Bearer) or a "
+                       "session is required", **{"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(ApiForbidden)
+    async def api_forbidden(request: Request, exc: ApiForbidden) -> Response:
+        from web.routes.fhir import refusal
+
+        return refusal(403, "forbidden", f"your role may not do this ({exc.action.value})")
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> Response:

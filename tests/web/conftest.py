@@ -70,6 +70,15 @@ class WebHarness:
         assert response.status_code == 303, response.text  # type: ignore[attr-defined]
         return client
 
+    def machine(self, username: str = "integration") -> tuple[TestClient, str]:
+        """A client sending the API token of an integration account (made on first use)."""
+        if self.accounts.get(username) is None:
+            _, token = self.accounts.add_integration(username, by="test")
+        else:
+            token = self.accounts.rotate_token(username, by="test")
+        client = self.anonymous(headers={"Authorization": f"Bearer {token}"})
+        return client, token
+
     def import_ward(self) -> None:
         """The small ward of :mod:`tests.web.scenario` (an overdue item on W-0001)."""
         import_ward(self.core, self.clock)
