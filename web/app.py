@@ -37,6 +37,7 @@ from web.security import CsrfFailed, SecurityHeaders, header_items
 from web.sessions import Sessions
 from web.settings import WebSettings
 from web.templating import make_templates, render
+from web.wardcache import WardCache
 
 if TYPE_CHECKING:
     from alerts.roster import Roster
@@ -77,7 +78,8 @@ def create_app(core: App, web: WebSettings | None = None, *, accounts: Accounts 
         roster=roster or build_roster(core.settings),
         charts=ChartCache(),
         health=Health(core, max_age=timedelta(seconds=settings.heartbeat_max_age_seconds),
-                      heartbeat=heartbeat))
+                      heartbeat=heartbeat),
+        ward=WardCache(core))
     app.state.templates = make_templates()
     routers = [importlib.import_module(name).router for name in ROUTERS]
     _check_every_route_is_guarded(routers)

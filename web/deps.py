@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from web.health import Health
     from web.sessions import Sessions
     from web.settings import WebSettings
+    from web.wardcache import WardCache
 
 SESSION_COOKIE = "cno_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -46,6 +47,7 @@ class WebContext:
     roster: Roster
     charts: ChartCache
     health: Health
+    ward: WardCache
 
 
 @dataclass(frozen=True)
