@@ -32,6 +32,7 @@ from web.deps import (
     current_principal,
 )
 from web.health import Health, HeartbeatReader
+from web.patientcache import PatientViews
 from web.permissions import PUBLIC_PATHS
 from web.security import CsrfFailed, SecurityHeaders, header_items
 from web.sessions import Sessions
@@ -79,7 +80,7 @@ def create_app(core: App, web: WebSettings | None = None, *, accounts: Accounts 
         charts=ChartCache(),
         health=Health(core, max_age=timedelta(seconds=settings.heartbeat_max_age_seconds),
                       heartbeat=heartbeat),
-        ward=WardCache(core))
+        ward=WardCache(core, max_age=settings.ward_refresh_seconds), patients=PatientViews())
     app.state.templates = make_templates()
     routers = [importlib.import_module(name).router for name in ROUTERS]
     _check_every_route_is_guarded(routers)

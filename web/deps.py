@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from tracker.bootstrap import App
     from web.charts import ChartCache
     from web.health import Health
+    from web.patientcache import PatientViews
     from web.sessions import Sessions
     from web.settings import WebSettings
     from web.wardcache import WardCache
@@ -48,6 +49,7 @@ class WebContext:
     charts: ChartCache
     health: Health
     ward: WardCache
+    patients: PatientViews
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ class WebSettings(BaseSettings):
     session_absolute_hours: float = Field(default=12, gt=0)
     #: /readyz fails when the worker's last heartbeat is older than this
     heartbeat_max_age_seconds: float = Field(default=300, gt=0)
+    #: the ward list reuses a list refreshed less than this many seconds ago without
+    #: catching the read model up (0: every request catches up); see web.wardcache
+    ward_refresh_seconds: float = Field(default=2.0, ge=0)
     #: POST /fhir refuses a body larger than this (413)
     fhir_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
 

@@ -12,6 +12,11 @@ the request is on the list, exactly as ``cno-tracker due`` shows it), but
   checkpoint since our last look. A log that grew only by access events (every patient
   view appends one) changes no row, so the list is served from memory.
 
+With ``max_age`` > 0 (``CNO_TRACKER_WARD_REFRESH_SECONDS``), a list refreshed less than
+that many seconds ago is served without even the catch-up: other processes' changes then
+reach the list up to ``max_age`` late, while this process's own writes (the forms, ``POST
+/fhir``) call :meth:`invalidate`, so whoever records something sees it on the next list.
+
 One entry (today's list); the page filters it per request. Memory is bounded by it."""
 
 from __future__ import annotations
@@ -37,9 +42,11 @@ class _Entry:
 
 
 class WardCache:
-    def __init__(self, core: App, *, soon_days: int = SOON_DAYS) -> None:
+    def __init__(self, core: App, *, soon_days: int = SOON_DAYS, max_age: float = 0.0) -> None:
         self.core = core
         self.soon_days = soon_days
+        self.max_age = max_age
+        self.refreshes = 0  # how many times the read model was caught up
         self.queries = 0  # how many times the worklist was read from the database
         self._entry: _Entry | None = None
         self._lock = threading.Lock()
@@ -49,9 +56,12 @@ class WardCache:
         arrived = time.monotonic()
         with self._lock:
             entry = self._entry
-            if entry is not None and entry.on == on and entry.started >= arrived:
-                return entry.items  # a refresh that began after we arrived
+            if entry is not None and entry.on == on and (
+                    entry.started >= arrived  # a refresh that began after we arrived
+                    or arrived - entry.started < self.max_age):
+                return entry.items
             started = time.monotonic()
+            self.refreshes += 1
             core = self.core
             projector = StatusProjector(core.store, core.protocol, core.clock)
             before = projector.checkpoint()
@@ -72,3 +82,10 @@ class WardCache:
             self._entry = _Entry(on, after if not report.skipped_locked else before,
                                  started, items)
             return items
+
+    def invalidate(self) -> None:
+        """This process wrote an event: the next list catches up whatever its age."""
+        with self._lock:
+            if self._entry is not None:
+                self._entry = _Entry(self._entry.on, self._entry.checkpoint,
+                                     float("-inf"), self._entry.items)

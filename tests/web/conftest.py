@@ -104,7 +104,10 @@ def web(db_url: str) -> Iterator[WebHarness]:
     accounts = Accounts(core.engine, core.store, clock,
                         hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     roster = load_roster(EXAMPLE_ROSTER)
-    app = create_app(core, WebSettings(), accounts=accounts, roster=roster)
+    # tests write behind the app's back (import_lines on the store), which a production
+    # process sees within CNO_TRACKER_WARD_REFRESH_SECONDS: here, at the next request
+    app = create_app(core, WebSettings(ward_refresh_seconds=0), accounts=accounts,
+                     roster=roster)
     harness = WebHarness(app, core, clock, accounts, roster)
     yield harness
     for client in harness.clients:

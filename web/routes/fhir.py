@@ -27,7 +27,6 @@ from tracker.interop.fhir_in import import_fhir
 from tracker.interop.fhir_out import export_bundle
 from tracker.interop.identity import LinkTable, link_key_from_env
 from tracker.interop.ingest import Ingest
-from tracker.status import evaluate
 from web.access import log_access
 from web.deps import Principal, context, requires_api
 from web.permissions import Action
@@ -106,6 +105,8 @@ async def fhir_in(request: Request, enrol: str = "", strict: str = "",
         issues.append(issue("information", "informational",
                             f"{len(exc.problems)} problem(s) found; nothing was written"))
         return outcome(400, issues)
+    if report.written:
+        ctx.ward.invalidate()
     lines = report.summary("request")
     counts = {"written": report.written, "duplicates": report.duplicates,
               "corrections": report.corrections, "voids": report.voids,
@@ -115,6 +116,10 @@ async def fhir_in(request: Request, enrol: str = "", strict: str = "",
     issues.append(issue("information", "informational",
                         " ".join(f"{k}={v}" for k, v in counts.items())))
     return outcome(201 if report.written else 200, issues)
+
+
+class _NoPatient(Exception):
+    pass
 
 
 def _alert_streams(core: App, ref: str) -> list[list[RecordedEvent]]:
@@ -132,10 +137,13 @@ def everything(request: Request, ref: str, _at: str = "", _known_at: str = "",
         view = parse_view(core, _at, _known_at)
     except BadView as exc:
         return refusal(400, "invalid", "_" + str(exc))
-    events = core.store.read_stream(ref) if is_patient_stream(ref) else []
-    if not events:
+    if not is_patient_stream(ref):
         return refusal(404, "not-found", "no such patient")
-    ev = evaluate(ref, events, at=view.at, known_at=view.known_at, protocol=core.protocol)
+    try:
+        ev = context(request).patients.get(core, ref, view.at, view.known_at,
+                                           _NoPatient).evaluation
+    except _NoPatient:
+        return refusal(404, "not-found", "no such patient")
     log_access(request, user, "export", patient=ref, target=request.url.path + (
         f"?{request.url.query}" if request.url.query else ""))
     bundle = export_bundle(ev, include_birth_date=False, now=core.clock.now(),
