@@ -23,14 +23,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from events.store import Checkpoint
 from tracker.bootstrap import App
 from tracker.readmodel import StatusProjector
 from tracker.worklist import SOON_DAYS, read_worklist
+
+T = TypeVar("T")
+#: filtered views of one list kept (severity × kind × patient filters in use)
+MAX_DERIVED = 64
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,9 @@ class WardCache:
         self.queries = 0  # how many times the worklist was read from the database
         self._entry: _Entry | None = None
         self._lock = threading.Lock()
+        self._derived_from: list[dict[str, Any]] | None = None
+        self._derived: dict[Hashable, Any] = {}
+        self._derived_lock = threading.Lock()
 
     def items(self, on: date) -> list[dict[str, Any]]:
         """Today's worklist (``on`` is the centre's today): callers must not mutate it."""
@@ -89,3 +97,18 @@ class WardCache:
             if self._entry is not None:
                 self._entry = _Entry(self._entry.on, self._entry.checkpoint,
                                      float("-inf"), self._entry.items)
+
+    def derived(self, items: list[dict[str, Any]], key: Hashable, make: Callable[[], T]) -> T:
+        """What ``make`` builds from ``items`` (a filtered list, a rendered fragment),
+        built once per list and ``key``: a new list drops every derived value."""
+        with self._derived_lock:
+            if self._derived_from is not items:
+                self._derived_from, self._derived = items, {}
+            if key in self._derived:
+                found: T = self._derived[key]
+                return found
+        value = make()
+        with self._derived_lock:
+            if self._derived_from is items and len(self._derived) < MAX_DERIVED:
+                self._derived[key] = value
+        return value

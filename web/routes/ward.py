@@ -11,7 +11,8 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
-from starlette.responses import Response
+from markupsafe import Markup
+from starlette.responses import HTMLResponse, Response
 
 from tracker.bootstrap import App
 from tracker.due import STANDING_KINDS
@@ -65,6 +66,18 @@ def ward(request: Request, severity: Severity = "", kind: str = "", patient: str
     ctx = context(request)
     on = _today(ctx.core)
     everything = ctx.ward.items(on)
+    # the filtered list and its rendered fragment hold nothing of the user: built once per
+    # list and filter, then shared by every request until the list changes
+    page, fragment = ctx.ward.derived(everything, (on, severity, kind, patient),
+                                      lambda: _page(request, on, everything, severity, kind,
+                                                    patient))
+    if request.headers.get("hx-request"):
+        return HTMLResponse(fragment)
+    return render(request, "ward.html", dict(page, ward_list=fragment), user=user)
+
+
+def _page(request: Request, on: date, everything: list[dict[str, Any]], severity: str,
+          kind: str, patient: str) -> tuple[dict[str, Any], Markup]:
     items = _filtered(everything, severity, kind, patient)
     counts = Counter(i["section"] for i in items)
     query = {k: v for k, v in (("severity", severity), ("kind", kind), ("patient", patient))
@@ -75,8 +88,8 @@ def ward(request: Request, severity: Severity = "", kind: str = "", patient: str
             "kinds": sorted({i["kind"] for i in everything} | ({kind} if kind else set())),
             "severity": severity, "kind": kind, "patient": patient,
             "query": urlencode(query), "refresh": REFRESH_SECONDS, "total": len(items)}
-    name = "ward_list.html" if request.headers.get("hx-request") else "ward.html"
-    return render(request, name, page, user=user)
+    env = request.app.state.templates.env
+    return page, Markup(env.get_template("ward_list.html").render(page))
 
 
 @router.get("/ward.csv")
