@@ -152,6 +152,8 @@ def check_password(password: str) -> str:
 
 _COLUMNS = (A.c.username, A.c.role, A.c.member, A.c.disabled, A.c.failed_attempts,
             A.c.locked_until, A.c.created_at)
+#: the columns an :class:`Account` is built from, in order (``Account(*row)``)
+ACCOUNT_COLUMNS = _COLUMNS
 
 
 class Accounts:

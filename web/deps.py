@@ -104,9 +104,9 @@ def current_principal(request: Request) -> Principal | None:
                                   machine=True)
     elif token:
         ctx = context(request)
-        session = ctx.sessions.load(token)
-        if session is not None:
-            account = ctx.accounts.get(session.username)
+        loaded = ctx.sessions.load_with_account(token)
+        if loaded is not None:
+            session, account = loaded
             if account is None or account.disabled:
                 ctx.sessions.end_all(session.username)
             else:
