@@ -109,6 +109,21 @@ def load(url: str, patients: int) -> list[str]:
     return refs
 
 
+def existing(url: str) -> list[str]:
+    """The patients of a database loaded before (``--database-url``), with the 20 bench
+    accounts made if missing."""
+    engine = make_engine(url)
+    store = EventStore(engine)
+    refs = sorted(store.patient_streams())
+    accounts = Accounts(engine, store, SystemClock(), hasher=PasswordHasher())
+    for i in range(20):
+        if accounts.get(f"bench{i:02d}") is None:
+            accounts.add(f"bench{i:02d}", "clinician" if i % 2 else "nurse", PASSWORD,
+                         by="bench")
+    engine.dispose()
+    return refs
+
+
 def start_web(url: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "CNO_TRACKER_DATABASE_URL": url}
@@ -237,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=None, help="10000 (quick: 1000)")
     parser.add_argument("--requests", type=int, default=None, help="10000 (quick: 2000)")
     parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--database-url", default=None,
+                        help="use this database, loaded before (and kept), instead of "
+                             "generating a fresh one")
     parser.add_argument("--pool", type=int, default=40,
                         help="patients of the ward round (their charts are drawn first)")
     args = parser.parse_args(argv)
@@ -247,9 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a timeout still drops the database
     proc = None
     try:
-        url = dbs.fresh("web")
-        log(f"generating and importing {patients:,} patients")
-        refs = load(url, patients)
+        if args.database_url:
+            url = args.database_url
+            refs = existing(url)
+            patients = len(refs)
+            log(f"using {url.rsplit('/', 1)[-1]}: {patients:,} patients")
+        else:
+            url = dbs.fresh("web")
+            log(f"generating and importing {patients:,} patients")
+            refs = load(url, patients)
         proc, base = start_web(url)
         log(f"serving on {base}; {requests:,} requests from {args.clients} clients")
         result = run(base, proc.pid, refs, requests, args.clients, args.pool)

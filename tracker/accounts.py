@@ -10,11 +10,22 @@ for ``LOCK_FOR`` (15 minutes) from the fifth failure; a locked account refuses e
 right password and attempts while it is locked are not counted; at ``locked_until`` itself
 it is open again with a fresh count. A successful login resets the count.
 A disabled account refuses every login, and its live sessions stop at their next request
-(the web application reads :meth:`Accounts.get` on every request)."""
+(the web application reads :meth:`Accounts.get` on every request).
+
+**API tokens.** An ``integration`` account (the FHIR endpoint's machine account) has no
+password (its hash is a marker argon2 never verifies, so it cannot log in) but API tokens:
+``TOKEN_PREFIX`` + 43 url-safe characters of a 256-bit random value, printed once. Only
+the token's SHA-256 is stored (``api_tokens``). A plain hash, not argon2: a 256-bit random
+value cannot be guessed or brute-forced from its hash, so key stretching buys nothing,
+while argon2 would cost every machine request tens of milliseconds of CPU (an easy
+denial of service) and could not be looked up by index. Issuing and revoking are account
+events (never the token). A disabled account's tokens stop working at once."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +35,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from events.envelope import NewEvent
 from events.errors import ConcurrencyConflict
@@ -35,9 +46,12 @@ from events.vocabulary import (
     AccountLocked,
     AccountPasswordChanged,
     AccountRoleChanged,
+    AccountTokenIssued,
+    AccountTokenRevoked,
     EventData,
 )
 from tracker.account_tables import accounts as A
+from tracker.account_tables import api_tokens as K
 from tracker.clock import Clock
 from tracker.errors import CommandRefused, NotFound, TrackerError
 
@@ -48,6 +62,9 @@ MAX_PASSWORD = 1024
 #: lowercase staff ids like the roster's (``nurse.lopez``); short enough for the stream name
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,55}$")
 STREAM_PREFIX = "account:"
+TOKEN_PREFIX = "cnot_"
+#: the password hash of an account that logs in by API token only (argon2 refuses it)
+NO_PASSWORD = "!token-only"
 
 
 class Role(StrEnum):
@@ -105,6 +122,20 @@ def check_username(username: str) -> str:
     return username
 
 
+def _no_password_for_machines(role: str) -> None:
+    if role == Role.INTEGRATION:
+        raise CommandRefused("role integration: a machine account gets an API token, not a "
+                             "password (cno-tracker users add NAME --role integration)")
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
 def check_role(role: str) -> str:
     if role not in ROLES:
         raise CommandRefused(f"role {role!r}: must be one of {', '.join(ROLES)}")
@@ -121,6 +152,8 @@ def check_password(password: str) -> str:
 
 _COLUMNS = (A.c.username, A.c.role, A.c.member, A.c.disabled, A.c.failed_attempts,
             A.c.locked_until, A.c.created_at)
+#: the columns an :class:`Account` is built from, in order (``Account(*row)``)
+ACCOUNT_COLUMNS = _COLUMNS
 
 
 class Accounts:
@@ -165,6 +198,7 @@ class Accounts:
             by: str) -> Account:
         check_username(username)
         check_role(role)
+        _no_password_for_machines(role)
         self._check_member(member)
         check_password(password)
         digest = self.hasher.hash(password)
@@ -183,8 +217,72 @@ class Accounts:
             raise AccountExists(f"account {username!r} exists already") from None
         return self.require(username)
 
+    def add_integration(self, username: str, *, by: str) -> tuple[Account, str]:
+        """Create an ``integration`` account (no password) and its first API token: the
+        account and the token, which is shown to the caller once and never stored."""
+        check_username(username)
+        now = self.clock.now()
+        token = new_token()
+        try:
+            with self.store.transaction() as w:
+                if self._row(w.conn, username) is not None:
+                    raise AccountExists(f"account {username!r} exists already")
+                w.append(stream_of(username), 0, [
+                    self._event(AccountCreated(username=username, role=Role.INTEGRATION),
+                                now, by),
+                    self._event(AccountTokenIssued(username=username), now, by)])
+                w.conn.execute(insert(A).values(
+                    username=username, role=Role.INTEGRATION.value, member=None,
+                    password_hash=NO_PASSWORD, disabled=False, failed_attempts=0,
+                    locked_until=None, created_at=now, updated_at=now))
+                w.conn.execute(insert(K).values(token_sha256=token_digest(token),
+                                                username=username, created_at=now))
+        except ConcurrencyConflict:
+            raise AccountExists(f"account {username!r} exists already") from None
+        return self.require(username), token
+
+    def rotate_token(self, username: str, *, by: str) -> str:
+        """A new API token for an integration account; its earlier tokens stop working."""
+        if self.require(username).role != Role.INTEGRATION:
+            raise CommandRefused(f"account {username!r} is not an integration account")
+        token = new_token()
+        now = self.clock.now()
+        with self.store.transaction() as w:
+            old = w.conn.execute(delete(K).where(K.c.username == username)).rowcount
+            stream = stream_of(username)
+            events = [self._event(AccountTokenRevoked(username=username, tokens=old), now, by)
+                      ] if old else []
+            events.append(self._event(AccountTokenIssued(username=username), now, by))
+            w.append(stream, w.head(stream).version, events)
+            w.conn.execute(insert(K).values(token_sha256=token_digest(token),
+                                            username=username, created_at=now))
+        return token
+
+    def revoke_tokens(self, username: str, *, by: str) -> int:
+        """Revoke every API token of ``username``: how many there were (0: nothing written)."""
+        self.require(username)
+        now = self.clock.now()
+        with self.store.transaction() as w:
+            n = w.conn.execute(delete(K).where(K.c.username == username)).rowcount
+            if n:
+                stream = stream_of(username)
+                w.append(stream, w.head(stream).version, [
+                    self._event(AccountTokenRevoked(username=username, tokens=n), now, by)])
+        return int(n)
+
+    def by_token(self, token: str) -> Account | None:
+        """The live (not disabled) account an API token belongs to, or None."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+            return None
+        with self.engine.connect() as conn:
+            username = conn.execute(select(K.c.username).where(
+                K.c.token_sha256 == token_digest(token))).scalar_one_or_none()
+        account = self.get(username) if username is not None else None
+        return account if account is not None and not account.disabled else None
+
     def set_role(self, username: str, role: str, *, member: str | None, by: str) -> Account:
         check_role(role)
+        _no_password_for_machines(role)
         self._check_member(member)
         self._change(username, AccountRoleChanged(username=username, role=role, member=member),
                      by, role=role, member=member)

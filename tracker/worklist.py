@@ -1,10 +1,13 @@
-"""The ward list across patients (``cno-tracker due``), read from the read model."""
+"""The ward list across patients (``cno-tracker due`` and the web's ward list ``/``), read
+from the read model: :func:`read_worklist` is the one query both use."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
+
+from sqlalchemy import Connection
 
 from tracker.due import SEVERITY_RANK, is_current
 
@@ -36,3 +39,15 @@ def worklist(rows: Iterable[dict[str, Any]], at: date, *, soon_days: int = SOON_
                     "fires_on": top["fires_on"].isoformat(), "status": status})
     out.sort(key=lambda x: (x["due_on"], -SEVERITY_RANK[x["severity"]], x["patient"], x["kind"]))
     return out
+
+
+def read_worklist(conn: Connection, on: date, *, soon_days: int = SOON_DAYS,
+                  lookback_days: int = 14) -> list[dict[str, Any]]:
+    """Today's worklist from the read model as it stands (the caller catches it up first):
+    the due items firing by ``on`` + ``soon_days`` (news only from the look-back window),
+    through :func:`worklist`."""
+    from tracker.readmodel import due_before
+
+    rows = due_before(conn, on + timedelta(days=soon_days), with_causes=False,
+                      news_since=on - timedelta(days=lookback_days))
+    return worklist(rows, on, soon_days=soon_days, lookback_days=lookback_days)

@@ -57,7 +57,8 @@ class AccessLog:
                          recorded_by=user)
         for attempt in range(RETRIES):
             try:
-                self.store.append(stream, self.store.head(stream).version, [event])
+                with self.store.transaction() as w:  # the head and the append: one round
+                    w.append(stream, w.head(stream).version, [event])
                 return
             except ConcurrencyConflict:  # another request wrote first: re-read the head
                 if attempt == RETRIES - 1:

@@ -22,14 +22,24 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from alerts.health import latest_beat
 from tracker.bootstrap import App
 from web.charts import ChartCache
-from web.deps import GUARDS, Forbidden, LoginRequired, WebContext, current_principal
+from web.deps import (
+    GUARDS,
+    ApiForbidden,
+    ApiUnauthorized,
+    Forbidden,
+    LoginRequired,
+    WebContext,
+    current_principal,
+)
 from web.health import Health, HeartbeatReader
 from web.metrics import CountRequests, Metrics
+from web.patientcache import PatientViews
 from web.permissions import PUBLIC_PATHS
 from web.security import CsrfFailed, SecurityHeaders, header_items
 from web.sessions import Sessions
 from web.settings import WebSettings
 from web.templating import make_templates, render
+from web.wardcache import WardCache
 
 if TYPE_CHECKING:
     from alerts.roster import Roster
@@ -50,6 +60,7 @@ ROUTERS = (
     "web.routes.previewed",
     "web.routes.twilio_inbound",
     "web.routes.metrics",
+    "web.routes.fhir",
 )
 
 
@@ -71,7 +82,8 @@ def create_app(core: App, web: WebSettings | None = None, *, accounts: Accounts 
         roster=roster or build_roster(core.settings),
         charts=ChartCache(),
         health=Health(core, max_age=timedelta(seconds=settings.heartbeat_max_age_seconds),
-                      heartbeat=heartbeat))
+                      heartbeat=heartbeat),
+        ward=WardCache(core, max_age=settings.ward_refresh_seconds), patients=PatientViews())
     app.state.templates = make_templates()
     routers = [importlib.import_module(name).router for name in ROUTERS]
     _check_every_route_is_guarded(routers)
@@ -114,6 +126,19 @@ def _add_error_pages(app: FastAPI) -> None:
         if request.headers.get("hx-request"):
             return Response(status_code=401, headers={"HX-Redirect": location})
         return RedirectResponse(location, status_code=303)
+
+    @app.exception_handler(ApiUnauthorized)
+    async def api_unauthorized(request: Request, exc: ApiUnauthorized) -> Response:
+        from web.routes.fhir import refusal
+
+        return refusal(401, "login", "a valid API token (Authorization: Bearer) or a "
+                       "session is required", **{"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(ApiForbidden)
+    async def api_forbidden(request: Request, exc: ApiForbidden) -> Response:
+        from web.routes.fhir import refusal
+
+        return refusal(403, "forbidden", f"your role may not do this ({exc.action.value})")
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> Response:

@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     from tracker.bootstrap import App
     from web.charts import ChartCache
     from web.health import Health
+    from web.patientcache import PatientViews
     from web.sessions import Sessions
     from web.settings import WebSettings
+    from web.wardcache import WardCache
 
 SESSION_COOKIE = "cno_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -46,6 +48,8 @@ class WebContext:
     roster: Roster
     charts: ChartCache
     health: Health
+    ward: WardCache
+    patients: PatientViews
 
 
 @dataclass(frozen=True)
@@ -54,10 +58,24 @@ class Principal:
     role: str
     member: str | None  # the roster staff id, when the account is linked to one
     csrf_token: str
+    #: authenticated by an API token (``Authorization: Bearer``), not a session cookie
+    machine: bool = False
 
 
 class LoginRequired(Exception):
     """No live session: the browser goes to /login and comes back."""
+
+
+class ApiUnauthorized(Exception):
+    """A machine route without a valid API token or session: 401 (OperationOutcome)."""
+
+
+class ApiForbidden(Exception):
+    """A machine route for a role that may not use it: 403 (OperationOutcome)."""
+
+    def __init__(self, action: Action) -> None:
+        super().__init__(action.value)
+        self.action = action
 
 
 class Forbidden(Exception):
@@ -78,11 +96,17 @@ def current_principal(request: Request) -> Principal | None:
         return found
     principal = None
     token = request.cookies.get(SESSION_COOKIE)
-    if token:
+    bearer = bearer_token(request)
+    if bearer is not None:  # a machine client: its token only, never a cookie beside it
+        account = context(request).accounts.by_token(bearer)
+        if account is not None:
+            principal = Principal(account.username, str(account.role), None, "",
+                                  machine=True)
+    elif token:
         ctx = context(request)
-        session = ctx.sessions.load(token)
-        if session is not None:
-            account = ctx.accounts.get(session.username)
+        loaded = ctx.sessions.load_with_account(token)
+        if loaded is not None:
+            session, account = loaded
             if account is None or account.disabled:
                 ctx.sessions.end_all(session.username)
             else:
@@ -90,6 +114,15 @@ def current_principal(request: Request) -> Principal | None:
                                       session.csrf_token)
     request.state.principal = principal
     return principal
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header ('' for another scheme), or None."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
 
 
 #: every guard made by :func:`requires`, with its action (create_app checks each route)
@@ -109,6 +142,28 @@ def requires(action: Action) -> Callable[..., Awaitable[Principal]]:
 
     async def guard(request: Request, principal: Principal = Depends(authorize)) -> Principal:
         if request.method not in SAFE_METHODS:
+            await check_csrf(request, principal.csrf_token)
+        return principal
+
+    GUARDS[guard] = action
+    return guard
+
+
+def requires_api(action: Action) -> Callable[..., Awaitable[Principal]]:
+    """:func:`requires` for the FHIR routes: an API token (``Authorization: Bearer``) or a
+    session; refusals are 401/403 answers for a machine (never a redirect to /login). A
+    token-authenticated request carries no cookie, so it needs no CSRF token."""
+
+    def authorize(request: Request) -> Principal:
+        principal = current_principal(request)
+        if principal is None:
+            raise ApiUnauthorized()
+        if not allowed(principal.role, action):
+            raise ApiForbidden(action)
+        return principal
+
+    async def guard(request: Request, principal: Principal = Depends(authorize)) -> Principal:
+        if request.method not in SAFE_METHODS and not principal.machine:
             await check_csrf(request, principal.csrf_token)
         return principal
 

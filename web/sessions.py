@@ -13,9 +13,11 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
+from tracker.accounts import ACCOUNT_COLUMNS, Account
 from tracker.clock import Clock
 from web.tables import web_sessions
 
@@ -67,6 +69,28 @@ class Sessions:
             row = conn.execute(
                 select(t.token_hash, t.username, t.csrf_token, t.created_at, t.last_seen_at)
                 .where(t.token_hash == digest, t.ended_at.is_(None))).first()
+        return self._live(digest, row)
+
+    def load_with_account(self, token: str) -> tuple[Session, Account | None] | None:
+        """:meth:`load` and the session's account (None when it is gone) in one query:
+        every request needs both."""
+        from tracker.account_tables import accounts as A
+
+        digest = token_hash(token)
+        t = web_sessions.c
+        q = (select(t.token_hash, t.username, t.csrf_token, t.created_at, t.last_seen_at,
+                    *ACCOUNT_COLUMNS)
+             .select_from(web_sessions.outerjoin(A, A.c.username == t.username))
+             .where(t.token_hash == digest, t.ended_at.is_(None)))
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        session = self._live(digest, row[:5] if row is not None else None)
+        if session is None or row is None:
+            return None
+        account = Account(*row[5:]) if row[5] is not None else None
+        return session, account
+
+    def _live(self, digest: str, row: Any) -> Session | None:
         if row is None:
             return None
         session = Session(*row)
@@ -75,6 +99,7 @@ class Sessions:
             self._end(digest, now)
             return None
         if now - session.last_seen_at >= timedelta(seconds=TOUCH_SECONDS):
+            t = web_sessions.c
             with self.engine.begin() as conn:
                 conn.execute(update(web_sessions).where(t.token_hash == digest)
                              .values(last_seen_at=now))

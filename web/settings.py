@@ -22,6 +22,11 @@ class WebSettings(BaseSettings):
     heartbeat_max_age_seconds: float = Field(default=300, gt=0)
     #: the bearer token Prometheus presents at /metrics (unset: /metrics answers 404)
     metrics_token: SecretStr | None = None
+    #: the ward list reuses a list refreshed less than this many seconds ago without
+    #: catching the read model up (0: every request catches up); see web.wardcache
+    ward_refresh_seconds: float = Field(default=2.0, ge=0)
+    #: POST /fhir refuses a body larger than this (413)
+    fhir_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
 
     @property
     def idle(self) -> timedelta:

@@ -10,6 +10,8 @@ from events.vocabulary.accounts import (
     AccountLocked,
     AccountPasswordChanged,
     AccountRoleChanged,
+    AccountTokenIssued,
+    AccountTokenRevoked,
 )
 from events.vocabulary.alerting import (
     AlertAcknowledged,
@@ -53,7 +55,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         EntryVoided, EntryCorrected,
         AlertRaised, AlertSent, AlertFailed, AlertEscalated, AlertAcknowledged, AlertCancelled,
         AccountCreated, AccountRoleChanged, AccountPasswordChanged, AccountDisabled,
-        AccountLocked, RecordAccessed,
+        AccountLocked, AccountTokenIssued, AccountTokenRevoked, RecordAccessed,
         SmsOptedOut, SmsOptedIn, RosterOwnerTold, TestMessageSent,
     )
 }

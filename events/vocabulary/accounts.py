@@ -43,3 +43,11 @@ class AccountDisabled(_AccountEvent):
 class AccountLocked(_AccountEvent):
     failed_attempts: int
     until: datetime
+
+
+class AccountTokenIssued(_AccountEvent):
+    """An API token was issued (an integration account); the token is never in the log."""
+
+
+class AccountTokenRevoked(_AccountEvent):
+    tokens: int  # how many tokens stopped working

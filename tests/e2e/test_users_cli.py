@@ -83,3 +83,41 @@ def test_the_password_never_appears_in_the_output(users: Cli) -> None:
                    input="a long enough secret\n")
     assert "a long enough secret" not in result.output
     assert "a long enough secret" not in users("list", "--json").output
+
+
+def test_an_integration_account_gets_a_token_once_and_only_its_hash_is_kept(
+        users: Cli, db_url: str) -> None:
+    import hashlib
+
+    from sqlalchemy import select
+
+    from events.store.engine import make_engine
+    from tracker.account_tables import accounts, api_tokens
+
+    out = users("add", "lab-feed", "--role", "integration")
+    created, token = out.stdout.splitlines()
+    assert created == "account lab-feed created (integration)"
+    assert token.startswith("cnot_") and len(token) == 5 + 43  # 256 random bits
+    assert "shown once" in out.stderr
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(select(api_tokens.c.token_sha256)).scalars().all()
+            hashes = conn.execute(select(accounts.c.password_hash)).scalars().all()
+    finally:
+        engine.dispose()
+    assert stored == [hashlib.sha256(token.encode()).hexdigest()]
+    assert token not in repr(hashes)
+    assert token not in users("list", "--json").output
+    rotated = users("token", "lab-feed", "--rotate").stdout.strip()
+    assert rotated.startswith("cnot_") and rotated != token
+    assert users("token", "lab-feed", "--revoke").stdout == "revoked 1 token(s) of lab-feed\n"
+    assert users("token", "lab-feed", "--revoke").stdout == "revoked 0 token(s) of lab-feed\n"
+    # a machine account has no password, and a human account no token
+    users("add", "feed2", "--role", "integration", "--password-stdin", input="x" * 20 + "\n",
+          code=2)
+    users("add", "lopez", "--role", "nurse", "--password-stdin", input="a long enough secret\n")
+    refused = users("token", "lopez", "--rotate", code=2)
+    assert refused.stderr == "error: account 'lopez' is not an integration account\n"
+    users("set-role", "lopez", "--role", "integration", code=2)
+    users("token", "ghost", "--rotate", code=4)

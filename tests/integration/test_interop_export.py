@@ -10,6 +10,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 
+from events.store import EventStore
 from tests.support.interop import cli
 
 COHORT = Path(__file__).resolve().parents[2] / "examples" / "cohort-12.jsonl"
@@ -71,3 +72,50 @@ def test_birth_date_only_when_asked_and_unknown_patient(tmp_path: Path) -> None:
     assert {"disease-state", "pamidronate-rolling-year"} <= derived
     r = cli(source, "fhir", "export", "P9999")
     assert r.exit_code == 4 and "no patient" in r.output
+
+
+def test_alert_deliveries_and_acknowledgements_as_communications(store: EventStore) -> None:
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from events.envelope import NewEvent
+    from events.store import ALERT, stream_name
+    from events.vocabulary import AlertAcknowledged, AlertFailed, AlertRaised, AlertSent
+    from tracker.interop.fhir_out import communications
+
+    start = datetime(2016, 3, 1, 9, 0, tzinfo=UTC)
+    alert_id = str(uuid.uuid4())
+    data = [
+        AlertRaised(alert_id=alert_id, kind="post_dose_labs_due", severity="urgent",
+                    due_at=start, dedupe_key="W-0001:post_dose_labs_due:x:overdue"),
+        AlertFailed(alert_id=alert_id, channel="sms", recipient="nurse.lopez",
+                    error="provider said: +34 600 000 000 unreachable", permanent=False),
+        AlertSent(alert_id=alert_id, channel="email", recipient="nurse.lopez"),
+        AlertFailed(alert_id=alert_id, channel="sms", recipient="rheum.garcia",
+                    error="number 600 000 000 invalid", permanent=True),
+        AlertAcknowledged(alert_id=alert_id, by="lopez", note="calcium 2.1, called family"),
+    ]
+    stream = stream_name(ALERT, alert_id)
+    store.append(stream, 0, [
+        NewEvent(event_id=str(uuid.uuid4()), type=type(d).__name__, data=d,
+                 occurred_at=start + timedelta(minutes=n), occurred_on=start.date(),
+                 recorded_at=start + timedelta(minutes=n), recorded_by="worker")
+        for n, d in enumerate(data)])
+    events = store.read_stream(stream)
+    out = communications(events, {"reference": "Patient/W-0001"})
+    for resource in out:
+        get_fhir_model_class("Communication").model_validate(resource)
+    assert [c["status"] for c in out] == ["completed", "not-done", "completed"]
+    sent, failed, ack = out
+    assert sent["recipient"][0]["identifier"]["value"] == "nurse.lopez"
+    assert sent["priority"] == "urgent" and sent["identifier"][0]["value"] == alert_id
+    assert failed["statusReason"]["coding"][0]["code"] == "failed" and "sent" not in failed
+    assert ack["sender"]["identifier"]["value"] == "lopez"
+    assert ack["inResponseTo"] == [{"reference": f"Communication/{sent['id']}"},
+                                   {"reference": f"Communication/{failed['id']}"}]
+    text = orjson.dumps(out).decode()
+    assert "600" not in text and "calcium" not in text and "family" not in text
+    # as known before the acknowledgement: the deliveries only
+    early = communications(events, {"reference": "Patient/W-0001"},
+                           known_at=start + timedelta(minutes=3))
+    assert [c["status"] for c in early] == ["completed", "not-done"]

@@ -70,6 +70,15 @@ class WebHarness:
         assert response.status_code == 303, response.text  # type: ignore[attr-defined]
         return client
 
+    def machine(self, username: str = "integration") -> tuple[TestClient, str]:
+        """A client sending the API token of an integration account (made on first use)."""
+        if self.accounts.get(username) is None:
+            _, token = self.accounts.add_integration(username, by="test")
+        else:
+            token = self.accounts.rotate_token(username, by="test")
+        client = self.anonymous(headers={"Authorization": f"Bearer {token}"})
+        return client, token
+
     def import_ward(self) -> None:
         """The small ward of :mod:`tests.web.scenario` (an overdue item on W-0001)."""
         import_ward(self.core, self.clock)
@@ -95,7 +104,10 @@ def web(db_url: str) -> Iterator[WebHarness]:
     accounts = Accounts(core.engine, core.store, clock,
                         hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     roster = load_roster(EXAMPLE_ROSTER)
-    app = create_app(core, WebSettings(), accounts=accounts, roster=roster)
+    # tests write behind the app's back (import_lines on the store), which a production
+    # process sees within CNO_TRACKER_WARD_REFRESH_SECONDS: here, at the next request
+    app = create_app(core, WebSettings(ward_refresh_seconds=0), accounts=accounts,
+                     roster=roster)
     harness = WebHarness(app, core, clock, accounts, roster)
     yield harness
     for client in harness.clients:

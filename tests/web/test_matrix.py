@@ -30,10 +30,12 @@ def test_every_route_for_every_role(web: WebHarness) -> None:
     routes = {k: v for k, v in route_actions(web.app.state.routers).items()
               if k[1] not in PUBLIC_PATHS and k[0] != "HEAD"}
     assert ("GET", "/patients/{ref}") in routes and ("POST", "/alerts/{alert_id}/ack") in routes
+    assert ("POST", "/fhir") in routes and ("GET", "/fhir/Patient/{ref}/$everything") in routes
     wrong = []
     anonymous = web.anonymous()
     for role in Role:
-        client = web.client(role.value)
+        # the integration role is a machine: its API token, never a session
+        client = web.machine()[0] if role is Role.INTEGRATION else web.client(role.value)
         token = csrf_of(client.get("/login?next=/", follow_redirects=True).text) \
             if role is not Role.INTEGRATION else None
         for (method, path), action in sorted(routes.items()):
@@ -52,7 +54,10 @@ def test_every_route_for_every_role(web: WebHarness) -> None:
                 wrong.append(f"{role.value} {method} {url}: {response.status_code}")
             if role is Role.CLINICIAN:
                 anon = anonymous.request(method, url, data=data, follow_redirects=False)
-                if anon.status_code != 303 or not anon.headers["location"].startswith(
+                if path.startswith("/fhir"):  # a machine route: 401, never a redirect
+                    if anon.status_code != 401:
+                        wrong.append(f"anonymous {method} {url}: {anon.status_code}")
+                elif anon.status_code != 303 or not anon.headers["location"].startswith(
                         "/login?next="):
                     wrong.append(f"anonymous {method} {url}: {anon.status_code}")
     assert not wrong, "\n".join(wrong)

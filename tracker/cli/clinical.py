@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
 from typing import Any
 
 import click
@@ -20,10 +19,10 @@ from tracker.cli.common import (
 from tracker.cli.everyday import no_patient
 from tracker.cli.wardlist import print_ward_list
 from tracker.errors import NotFound
-from tracker.readmodel import StatusProjector, due_before
+from tracker.readmodel import StatusProjector
 from tracker.replay import Question, replay
 from tracker.status import Evaluation, evaluate
-from tracker.worklist import SOON_DAYS, worklist
+from tracker.worklist import SOON_DAYS, read_worklist, worklist
 
 
 def evaluation_for(state: State, patient: str, at: str | None, known_at: str | None
@@ -157,18 +156,16 @@ def due_cmd(state: State, at: str | None, known_at: str | None, soon_days: int,
     if on == today and instant is None:
         StatusProjector(app.store, app.protocol, app.clock).catch_up()
         with app.engine.connect() as conn:
-            rows = due_before(conn, on + timedelta(days=soon_days), with_causes=False,
-                              news_since=on - timedelta(days=lookback))
+            items = read_worklist(conn, on, soon_days=soon_days, lookback_days=lookback)
         source = "known now, from the read model"
     else:
         question = Question(on, instant, soon_days, lookback)
         done = replay(app.store, app.protocol, question, workers=workers or os.cpu_count() or 1)
-        rows = done.rows
         known = "now" if instant is None else "at " + instant.astimezone(
             app.protocol.zone).isoformat(timespec="seconds")
         source = (f"known {known}, replayed "
                   f"{done.patients} patient(s) in {done.processes} process(es)")
-    items = worklist(rows, on, soon_days=soon_days, lookback_days=lookback)
+        items = worklist(done.rows, on, soon_days=soon_days, lookback_days=lookback)
     if as_json:
         emit_json(items)  # interchange: one object per open item, sorted by date
         return

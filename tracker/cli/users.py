@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import click
 
-from tracker.accounts import ROLES, Accounts
+from tracker.accounts import ROLES, Accounts, Role
 from tracker.cli.common import State, check_by, emit_json, handles_errors, pass_state
 
 BY_HELP = "who made the change (recorded in the account's history)"
@@ -59,7 +59,20 @@ def users_group() -> None:
 @handles_errors
 def add_cmd(state: State, name: str, role: str, member: str | None, password_stdin: bool,
             by: str) -> None:
-    """Create the account NAME (lowercase; the password is asked for twice)."""
+    """Create the account NAME (lowercase; the password is asked for twice).
+
+    An `integration` account (the machine account of POST /fhir) has no password: its API
+    token is printed once, on the second line; only its SHA-256 is kept."""
+    if role == Role.INTEGRATION:
+        if member is not None or password_stdin:
+            raise click.UsageError("--role integration takes no --member and no password "
+                                   "(it gets an API token)")
+        account, token = accounts_of(state).add_integration(name, by=by)
+        click.echo(f"account {account.username} created ({account.role})")
+        click.echo(token)
+        click.echo("this API token is shown once: keep it in the sender's secret store",
+                   err=True)
+        return
     password = _read_password(password_stdin, confirm=True)
     account = accounts_of(state).add(name, role, password, member=member, by=by)
     click.echo(f"account {account.username} created ({account.role})")
@@ -126,3 +139,24 @@ def set_role_cmd(state: State, name: str, role: str, member: str | None, by: str
     """Change the role (and roster member) of NAME; recorded as an event."""
     account = accounts_of(state).set_role(name, role, member=member, by=by)
     click.echo(f"account {account.username} is now {account.role}")
+
+
+@users_group.command("token")
+@click.argument("name")
+@click.option("--rotate", "action", flag_value="rotate", help="issue a new API token (printed "
+              "once); the earlier ones stop working")
+@click.option("--revoke", "action", flag_value="revoke", help="revoke every API token of NAME")
+@click.option("--by", callback=check_by, default="admin-cli", show_default=True, help=BY_HELP)
+@pass_state
+@handles_errors
+def token_cmd(state: State, name: str, action: str | None, by: str) -> None:
+    """Rotate (--rotate) or revoke (--revoke) the API token of the integration account NAME."""
+    if action is None:
+        raise click.UsageError("say --rotate or --revoke")
+    accounts = accounts_of(state)
+    if action == "rotate":
+        click.echo(accounts.rotate_token(name, by=by))
+        click.echo("this API token is shown once; the earlier ones no longer work", err=True)
+        return
+    n = accounts.revoke_tokens(name, by=by)
+    click.echo(f"revoked {n} token(s) of {name}")

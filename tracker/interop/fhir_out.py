@@ -6,15 +6,20 @@ Resources: Patient (the pseudonymous reference; birthDate only when asked), Obse
 (labs with LOINC and UCUM, body weights, and the derived disease state, remission date and
 rolling-year pamidronate exposure under the project code system), MedicationAdministration,
 MedicationStatement, Condition, Flag (findings), DetectedIssue (deviations, pointing at the
-infusion), CarePlan (monitoring items) and Provenance (who recorded each resource, when).
+infusion), CarePlan (monitoring items), Communication (alert deliveries and
+acknowledgements, when the caller passes the patient's alert streams) and Provenance (who
+recorded each resource, when).
 Everything the importer needs to rebuild the same status travels in project extensions and
 identifiers (``urn:cno-tracker:…``): export → import gives the same status JSON."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from events.envelope import RecordedEvent
+from events.vocabulary import AlertAcknowledged, AlertFailed, AlertRaised, AlertSent
 from tracker.facts import Fact
 from tracker.interop import codes
 from tracker.status import Evaluation
@@ -93,8 +98,10 @@ def _carry(resource: dict[str, Any], f: Fact) -> dict[str, Any]:
 
 
 def export_bundle(ev: Evaluation, *, include_birth_date: bool = False,
-                  now: datetime | None = None) -> dict[str, Any]:
-    """The Bundle (a plain dict, FHIR JSON) of one patient's evaluation."""
+                  now: datetime | None = None,
+                  alerts: Sequence[Sequence[RecordedEvent]] = ()) -> dict[str, Any]:
+    """The Bundle (a plain dict, FHIR JSON) of one patient's evaluation; ``alerts`` are the
+    events of each of the patient's alert streams (``alert:<id>``), as Communications."""
     ref = ev.patient
     subject = _ref("Patient", ref)
     resources: list[dict[str, Any]] = []
@@ -176,6 +183,10 @@ def export_bundle(ev: Evaluation, *, include_birth_date: bool = False,
             add({"resourceType": "Condition", "id": rid, "subject": subject,
                  "code": {"coding": coding}, "onsetDateTime": f.on.isoformat()}, f)
     _derived(ev, subject, add)
+    for stream in alerts:
+        for communication in communications(stream, subject,
+                                            known_at=ev.known_at):
+            add(communication)
     for prov_target, fact in provenance:
         resources.append({
             "resourceType": "Provenance", "id": f"prov-{prov_target.split('/')[1]}",
@@ -240,3 +251,60 @@ def _derived(ev: Evaluation, subject: dict[str, str], add: Any) -> None:
     if activities:
         add({"resourceType": "CarePlan", "id": "monitoring", "status": "active",
              "intent": "plan", "subject": subject, "activity": activities})
+
+
+STAFF_SYSTEM = f"{SYSTEM}:staff"
+ALERT_SYSTEM = f"{SYSTEM}:alert"
+
+
+def _staff(staff_id: str) -> dict[str, Any]:
+    """A pseudonymous staff member: the roster id or user name, never a phone or address."""
+    return {"identifier": {"system": STAFF_SYSTEM, "value": staff_id}}
+
+
+def communications(stream: Sequence[RecordedEvent], subject: dict[str, str], *,
+                   known_at: datetime | None = None) -> list[dict[str, Any]]:
+    """One alert's deliveries (``AlertSent`` → completed, a permanent ``AlertFailed`` →
+    not-done) and acknowledgements (``AlertAcknowledged``, sent by the acknowledging user in
+    response to the deliveries) as Communications. No message text and no note travels:
+    either may name clinical values; the alert's kind and severity are codes."""
+    out: list[dict[str, Any]] = []
+    r = next((e.data for e in stream if isinstance(e.data, AlertRaised)), None)
+    if r is None:
+        return out
+    alert_id = r.alert_id
+    base: dict[str, Any] = {
+        "resourceType": "Communication",
+        "identifier": [{"system": ALERT_SYSTEM, "value": alert_id}],
+        "category": [{"coding": [{"system": f"{CODES}:alert-kind", "code": r.kind}]}],
+        "priority": "urgent" if r.severity == "urgent" else "routine",
+        "subject": subject}
+    deliveries: list[str] = []
+    for e in stream:
+        if known_at is not None and e.recorded_at > known_at:
+            continue
+        d = e.data
+        rid = f"alert-{alert_id}-{e.version}"
+        if isinstance(d, AlertSent | AlertFailed):
+            if isinstance(d, AlertFailed) and not d.permanent:
+                continue  # a retry follows; only the final outcome is a Communication
+            sent = isinstance(d, AlertSent)
+            c = dict(base, id=rid, status="completed" if sent else "not-done",
+                     recipient=[_staff(d.recipient)], sender={"display": "cno-tracker"},
+                     medium=[{"coding": [{"system": f"{CODES}:channel", "code": d.channel}]}])
+            if sent:
+                c["sent"] = e.recorded_at.isoformat()
+            else:
+                c["statusReason"] = {"coding": [{"system": f"{CODES}:delivery",
+                                                 "code": "failed"}]}
+            deliveries.append(f"Communication/{rid}")
+            out.append(c)
+        elif isinstance(d, AlertAcknowledged):
+            c = dict(base, id=rid, status="completed", sender=_staff(d.by),
+                     sent=e.recorded_at.isoformat(),
+                     category=[*base["category"], {"coding": [
+                         {"system": f"{CODES}:alert-event", "code": "acknowledgement"}]}])
+            if deliveries:
+                c["inResponseTo"] = [{"reference": ref} for ref in deliveries]
+            out.append(c)
+    return out

@@ -28,7 +28,7 @@ the right edge of the first panel points to it (there is then no dotted line to 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FixedFormatter, FixedLocator
 
 from events.vocabulary import (
     ImagingRecorded,
@@ -56,10 +57,13 @@ from tracker.protocol import Protocol
 from tracker.status import Evaluation
 
 CHART_FORMATS = ("png", "svg")
+#: the figure's margins (fractions): the legends need the right-hand fifth
+MARGINS = {"left": 0.1, "right": 0.76, "top": 0.925, "bottom": 0.03, "hspace": 0.42}
 TAIL_DAYS = 180
 STATE_STYLE: dict[str, dict[str, Any]] = {  # colour-blind safe, and a hatch each
     "active": {"facecolor": "#d55e00", "hatch": "////", "edgecolor": "black"},
-    "inactive": {"facecolor": "#f0e442", "hatch": "....", "edgecolor": "0.3"},
+    # a line hatch, not dots: each dot of a dotted hatch is a path of its own in the SVG
+    "inactive": {"facecolor": "#f0e442", "hatch": "--", "edgecolor": "0.3"},
     "remission": {"facecolor": "#e8f4ea", "hatch": "", "edgecolor": "0.3"},
 }
 STEP_ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -67,7 +71,7 @@ STEP_ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("2", "2 corticoid", {"facecolor": "0.75", "hatch": "\\\\\\"}),
     ("3", "3 pamidronate", {"facecolor": "0.55", "hatch": "xx"}),
     ("4", "4 biologic / MTX", {"facecolor": "0.35", "hatch": "++"}),
-    ("other", "other", {"facecolor": "white", "hatch": ".."}),
+    ("other", "other", {"facecolor": "white", "hatch": "||"}),
 )
 MONITORING_MARKERS: dict[str, dict[str, Any]] = {
     "satisfied": {"marker": "o", "markerfacecolor": "black", "markersize": 8},
@@ -402,7 +406,10 @@ def course_chart(ev: Evaluation) -> Figure:
         raise ValueError("nothing recorded: no chart to draw")
     x0, x1 = _span(ev)
     ratios = [1.6, 2.0, 1.1, 1.2, 0.9, 0.9, 0.9, 0.9, 1.2]
-    fig = Figure(figsize=(15, 20), dpi=100, layout="constrained")
+    # fixed margins, not the constrained layout: the legends sit in the right margin, and
+    # measuring every label's box for the layout was most of a chart's drawing time
+    fig = Figure(figsize=(15, 20), dpi=100)
+    fig.subplots_adjust(**MARGINS)
     axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
     _draw_state(axes[0], ev, x0, x1)
     _draw_treatment(axes[1], ev, x1)
@@ -431,9 +438,14 @@ def course_chart(ev: Evaluation) -> Figure:
                      fontsize=8, ha="right", va="bottom", bbox=label_box)
     last = axes[-1]
     last.set_xlim(_num(x0), _num(x1))
+    # the ticks once, fixed: the shared axis would otherwise find and format them again
+    # in each of the nine panels every time the figure is drawn
     locator = mdates.AutoDateLocator(minticks=6, maxticks=14)
-    last.xaxis.set_major_locator(locator)
-    last.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ticks = list(locator.tick_values(datetime.combine(x0, time()), datetime.combine(x1, time())))
+    ticks = [t for t in ticks if _num(x0) <= t <= _num(x1)]
+    labels = mdates.ConciseDateFormatter(locator).format_ticks(ticks)
+    last.xaxis.set_major_locator(FixedLocator(ticks))
+    last.xaxis.set_major_formatter(FixedFormatter(labels))
     for ax in axes:
         ax.set_axisbelow(True)
         ax.grid(axis="x", color="0.88", linewidth=0.5)

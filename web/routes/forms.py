@@ -82,6 +82,7 @@ def _submit(request: Request, user: Principal, template: str, ref: str,
                      errors={exc.field: exc.reason}, status_code=400)
     outcome = record(core, user=user.username, event_type=event_type, patient=ref, when=when,
                      data=data, token=values.get("form_token", ""))
+    context(request).ward.invalidate()  # whoever recorded it sees it on the next list
     return _done(request, user, template, ref, values, outcome)
 
 

@@ -5,6 +5,7 @@ control (``at`` = ``--at``, ``known_at`` = ``--known-at``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
@@ -13,11 +14,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import HTMLResponse, Response
 
-from events.envelope import RecordedEvent
 from tracker.bootstrap import App
 from tracker.projections.common import Explanation
-from tracker.status import Evaluation, evaluate
-from tracker.timeline import timeline
+from tracker.status import Evaluation
 from web.access import log_access
 from web.deps import Principal, context, requires
 from web.permissions import Action, allowed
@@ -70,11 +69,8 @@ def parse_view(core: App, at: str, known_at: str) -> View:
     return View(on, instant, today)
 
 
-def _events(core: App, ref: str) -> list[RecordedEvent]:
-    events = core.store.read_stream(ref)
-    if not events:
-        raise HTTPException(404, f"No patient {ref!r} in the store.")
-    return events
+def _missing(ref: str) -> Callable[[], Exception]:
+    return lambda: HTTPException(404, f"No patient {ref!r} in the store.")
 
 
 def explanations_for(ev: Evaluation, kind: str, event_id: str | None) -> list[Explanation]:
@@ -104,17 +100,15 @@ def patient(request: Request, ref: str, at: str = "", known_at: str = "",
         view = parse_view(core, at, known_at)
     except BadView as exc:
         return _bad_view(request, user, exc)
-    events = _events(core, ref)
-    ev = evaluate(ref, events, at=view.at, known_at=view.known_at, protocol=core.protocol)
-    status = ev.as_json()
+    cached = context(request).patients.get(core, ref, view.at, view.known_at, _missing(ref))
+    ev, status = cached.evaluation, cached.status
     findings = [dict(f, explain=explanations_for(ev, f["kind"], f["event_id"]))
                 for f in status["findings"]]
     deviations = [dict(d, explain=explanations_for(ev, d["kind"], d["event_id"]))
                   for d in status["deviations"]]
     monitoring = [dict(m, explain=explanations_for(ev, m["item"], None))
                   for m in status["monitoring"]]
-    rows = [dict(r, summary=summary_of(r))
-            for r in timeline(events, known_at=view.known_at, zone=core.protocol.zone)]
+    rows = [dict(r, summary=summary_of(r)) for r in cached.timeline]
     log_access(request, user, "view", patient=ref, target=_target(request))
     return render(request, "patient.html", {
         "ref": ref, "s": status, "view": view, "findings": findings,
@@ -134,11 +128,10 @@ def chart(request: Request, ref: str, at: str = "", known_at: str = "",
         view = parse_view(core, at, known_at)
     except BadView as exc:
         return _bad_view(request, user, exc)
-    events = _events(core, ref)
-    key = (ref, events[-1].version, view.at, view.known_at, core.protocol.fingerprint)
+    cached = ctx.patients.get(core, ref, view.at, view.known_at, _missing(ref))
+    key = (ref, cached.version, view.at, view.known_at, core.protocol.fingerprint)
     log_access(request, user, "chart", patient=ref, target=_target(request))
-    found = ctx.charts.get(key, lambda: evaluate(ref, events, at=view.at,
-                                                 known_at=view.known_at, protocol=core.protocol))
+    found = ctx.charts.get(key, lambda: cached.evaluation)
     if "gzip" in request.headers.get("accept-encoding", ""):
         return Response(found.gzipped, media_type="text/html; charset=utf-8", headers={
             "Content-Encoding": "gzip", "Vary": "Accept-Encoding"})

@@ -52,6 +52,8 @@ def _preview_or_record(request: Request, user: Principal, template: str, ref: st
     token = values.get("form_token", "")
     outcome = record(core, user=user.username, event_type=event_type, patient=ref,
                      when=when, data=data, token=token, dry_run=values.get("confirm") != "yes")
+    if values.get("confirm") == "yes":
+        context(request).ward.invalidate()  # whoever recorded it sees it on the next list
     if not outcome.ok or values.get("confirm") == "yes":
         return _done(request, user, template, ref, values, outcome,
                      action="void" if event_type == "EntryVoided"

@@ -6,17 +6,18 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from datetime import date, timedelta
+from datetime import date
 from typing import Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
-from starlette.responses import Response
+from markupsafe import Markup
+from starlette.responses import HTMLResponse, Response
 
 from tracker.bootstrap import App
 from tracker.due import STANDING_KINDS
-from tracker.readmodel import StatusProjector, due_before
-from tracker.worklist import SOON_DAYS, worklist
+from tracker.readmodel import StatusProjector
+from tracker.worklist import SOON_DAYS, read_worklist
 from web.access import log_access
 from web.deps import Principal, context, requires
 from web.permissions import Action
@@ -33,13 +34,12 @@ CSV_COLUMNS = ("due_on", "section", "status", "severity", "patient", "kind", "it
 
 def ward_items(core: App, on: date, soon_days: int = SOON_DAYS) -> list[dict[str, Any]]:
     """Exactly ``cno-tracker due --at ON --soon SOON_DAYS``: the read model caught up, then
-    the worklist of :mod:`tracker.worklist`."""
+    :func:`tracker.worklist.read_worklist` (the pages use the same through
+    :class:`web.wardcache.WardCache`, which skips the query when nothing changed)."""
     StatusProjector(core.store, core.protocol, core.clock).catch_up()
-    lookback = core.protocol.alert_lookback_days
     with core.engine.connect() as conn:
-        rows = due_before(conn, on + timedelta(days=soon_days), with_causes=False,
-                          news_since=on - timedelta(days=lookback))
-    return worklist(rows, on, soon_days=soon_days, lookback_days=lookback)
+        return read_worklist(conn, on, soon_days=soon_days,
+                             lookback_days=core.protocol.alert_lookback_days)
 
 
 def section_of(item: dict[str, Any]) -> str:
@@ -63,9 +63,21 @@ def _today(core: App) -> date:
 @router.get("/")
 def ward(request: Request, severity: Severity = "", kind: str = "", patient: str = "",
          user: Principal = Depends(requires(Action.VIEW_WARD))) -> Response:
-    core = context(request).core
-    on = _today(core)
-    everything = ward_items(core, on)
+    ctx = context(request)
+    on = _today(ctx.core)
+    everything = ctx.ward.items(on)
+    # the filtered list and its rendered fragment hold nothing of the user: built once per
+    # list and filter, then shared by every request until the list changes
+    page, fragment = ctx.ward.derived(everything, (on, severity, kind, patient),
+                                      lambda: _page(request, on, everything, severity, kind,
+                                                    patient))
+    if request.headers.get("hx-request"):
+        return HTMLResponse(fragment)
+    return render(request, "ward.html", dict(page, ward_list=fragment), user=user)
+
+
+def _page(request: Request, on: date, everything: list[dict[str, Any]], severity: str,
+          kind: str, patient: str) -> tuple[dict[str, Any], Markup]:
     items = _filtered(everything, severity, kind, patient)
     counts = Counter(i["section"] for i in items)
     query = {k: v for k, v in (("severity", severity), ("kind", kind), ("patient", patient))
@@ -76,16 +88,16 @@ def ward(request: Request, severity: Severity = "", kind: str = "", patient: str
             "kinds": sorted({i["kind"] for i in everything} | ({kind} if kind else set())),
             "severity": severity, "kind": kind, "patient": patient,
             "query": urlencode(query), "refresh": REFRESH_SECONDS, "total": len(items)}
-    name = "ward_list.html" if request.headers.get("hx-request") else "ward.html"
-    return render(request, name, page, user=user)
+    env = request.app.state.templates.env
+    return page, Markup(env.get_template("ward_list.html").render(page))
 
 
 @router.get("/ward.csv")
 def ward_csv(request: Request, severity: Severity = "", kind: str = "", patient: str = "",
              user: Principal = Depends(requires(Action.EXPORT))) -> Response:
-    core = context(request).core
-    on = _today(core)
-    items = _filtered(ward_items(core, on), severity, kind, patient)
+    ctx = context(request)
+    on = _today(ctx.core)
+    items = _filtered(ctx.ward.items(on), severity, kind, patient)
     log_access(request, user, "export", target=str(request.url.path) + (
         f"?{request.url.query}" if request.url.query else ""))
     buf = io.StringIO()
