@@ -41,6 +41,9 @@ from alerts.dispatch import Dispatcher, DispatchReport, RetryPolicy, logfmt
 from alerts.errors import WorkerAlreadyRunning, WorkerConfigurationError
 from alerts.health import Heartbeat
 from alerts.outbox import Escalation, Outbox
+from alerts.polling import DEFAULT_BATCH as DEFAULT_POLL_BATCH
+from alerts.polling import MessageLookup, PollReport, ReceiptPoller
+from alerts.receipts import ReceiptBook
 from alerts.roster import Roster
 from alerts.rules import (
     EscalationPolicy,
@@ -126,6 +129,7 @@ class CycleReport:
     evaluation: EvaluationReport | None = None
     escalated: int = 0
     dispatch: DispatchReport | None = None
+    receipts: PollReport | None = None
 
 
 class AlertWorker:
@@ -135,7 +139,12 @@ class AlertWorker:
                  lease_seconds: float = 120.0, poll_seconds: float = 30.0,
                  retry: RetryPolicy | None = None,
                  rand: Callable[[], float] = random.random,
-                 heartbeat_seconds: float = 5.0, wall: Clock | None = None) -> None:
+                 heartbeat_seconds: float = 5.0, wall: Clock | None = None,
+                 receipt_poll_seconds: float | None = None,
+                 receipt_poll_batch: int = DEFAULT_POLL_BATCH) -> None:
+        if receipt_poll_seconds is not None and (receipt_poll_seconds <= 0
+                                                 or receipt_poll_batch < 1):
+            raise ValueError("receipt_poll_seconds and receipt_poll_batch must be positive")
         if batch_size < 1 or lease_seconds <= 0 or poll_seconds <= 0 or heartbeat_seconds <= 0:
             raise ValueError("batch_size, lease_seconds, poll_seconds and heartbeat_seconds "
                              "must be positive")
@@ -166,6 +175,16 @@ class AlertWorker:
             self.outbox, self.channels, roster, clock, protocol, worker_id=self.worker_id,
             batch_size=batch_size, lease=timedelta(seconds=lease_seconds), retry=retry,
             rand=rand, stop=self.stop_event, wall=self.wall, policy=self.policy)
+        #: delivery receipts by polling (alerts/polling.py): only with an SMS channel that
+        #: can read messages back, and when asked for (``receipt_poll_seconds``)
+        self.receipts = ReceiptBook(self.outbox, roster, policy=self.policy,
+                                    available=set(self.channels))
+        sms = self.channels.get("sms")
+        self.poller = (ReceiptPoller(
+            self.outbox, self.receipts, sms, roster, clock, by=self.by, policy=self.policy,
+            interval=timedelta(seconds=receipt_poll_seconds), batch=receipt_poll_batch,
+            lease=timedelta(seconds=lease_seconds))
+            if receipt_poll_seconds is not None and isinstance(sms, MessageLookup) else None)
         path = sqlite_lock_path(store)
         self._lock = SingleWorkerLock(path) if path is not None else None
         self._started = False
@@ -304,10 +323,15 @@ class AlertWorker:
     def digest(self) -> DispatchReport:
         return self.dispatcher.dispatch_digest()
 
+    def poll_receipts(self) -> PollReport | None:
+        """Settle SMS deliveries by asking Twilio (None: polling is off)."""
+        return self.poller.poll() if self.poller is not None else None
+
     def run_once(self) -> CycleReport:
         """One full cycle: catch up → evaluate → escalate → dispatch (immediate deliveries,
-        then the digest deliveries whose digest instant has come). Escalation runs before
-        dispatch so that its deliveries go out in the same cycle."""
+        then the digest deliveries whose digest instant has come) → poll receipts (when
+        on). Escalation runs before dispatch so that its deliveries go out in the same
+        cycle."""
         self.start()
         report = CycleReport()
         self.heartbeat.cycle_started(self.wall.now())
@@ -315,6 +339,7 @@ class AlertWorker:
         report.evaluation = self.evaluate()
         report.escalated = self.escalate()
         report.dispatch = self.dispatch()
+        report.receipts = self.poll_receipts()
         self.heartbeat.cycle_ended(self.wall.now(), self.dispatcher.down)
         d = report.dispatch
         log.info(logfmt("worker.cycle", worker=self.worker_id,
@@ -350,16 +375,24 @@ class AlertWorker:
         return report
 
     def beat(self, scheduler: Any = None) -> bool:
-        """One heartbeat; when a dead worker left claims behind, run the dispatch job now
-        (rather than at its next tick) so they go out within seconds. True if it did."""
+        """One heartbeat; when a dead worker left claims behind, or urgent work is waiting
+        that arrived between ticks (a fallback or an escalation brought forward by an
+        undelivered receipt), run the escalate and dispatch jobs now (rather than at their
+        next tick) so they go out within seconds. True if it did."""
         now = self.wall.now()
         self.heartbeat.beat(now, self.dispatcher.down)
-        if scheduler is None or not self.outbox.abandoned(self.worker_id, heartbeats_at=now,
-                                                          now=self.clock.now()):
+        if scheduler is None:
             return False
+        if self.outbox.abandoned(self.worker_id, heartbeats_at=now, now=self.clock.now()):
+            reason = "a dead worker's claims"
+        elif self.outbox.immediate_waiting(self.clock.now(), skip_channels=self.dispatcher.down):
+            reason = "urgent work waiting"
+        else:
+            return False
+        scheduler.modify_job("escalate", next_run_time=datetime.now(UTC))
         scheduler.modify_job("dispatch", next_run_time=datetime.now(UTC))
-        log.info(logfmt("worker.taking_over", worker=self.worker_id,
-                        reason="a dead worker's claims"))
+        log.info(logfmt("worker.taking_over" if reason.startswith("a dead") else
+                        "worker.woken", worker=self.worker_id, reason=reason))
         return True
 
     def _beating(self, scheduler: Any) -> None:
@@ -392,6 +425,11 @@ class AlertWorker:
                           ("escalate", self.escalate), ("dispatch", self._cycle_end)):
             scheduler.add_job(self._guarded(name, job), every, id=name, name=name,
                               next_run_time=start)
+        if self.poller is not None:
+            scheduler.add_job(self._guarded("receipts", self.poll_receipts),
+                              IntervalTrigger(seconds=self.poller.interval.total_seconds(),
+                                              timezone=UTC),
+                              id="receipts", name="receipts", next_run_time=start)
         scheduler.add_job(self._guarded("digest", self.digest),
                           CronTrigger(hour=self.protocol.digest_hour, minute=0,
                                       timezone=self.protocol.zone),

@@ -47,6 +47,7 @@ ROUTERS = (
     "web.routes.admin",
     "web.routes.forms",
     "web.routes.previewed",
+    "web.routes.twilio",
 )
 
 

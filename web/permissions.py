@@ -48,7 +48,9 @@ MATRIX: dict[Role, frozenset[Action]] = {
 }
 
 #: paths served without a login (and without clinical data)
-PUBLIC_PATHS = frozenset({"/login", "/logout", "/healthz", "/readyz", "/static"})
+PUBLIC_PATHS = frozenset({"/login", "/logout", "/healthz", "/readyz", "/static",
+                          # Twilio's webhooks: no session, but signed (web/twilio_signature.py)
+                          "/twilio/status"})
 
 
 def allowed(role: str, action: Action) -> bool:
