@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -141,7 +142,8 @@ class AlertWorker:
                  rand: Callable[[], float] = random.random,
                  heartbeat_seconds: float = 5.0, wall: Clock | None = None,
                  receipt_poll_seconds: float | None = None,
-                 receipt_poll_batch: int = DEFAULT_POLL_BATCH) -> None:
+                 receipt_poll_batch: int = DEFAULT_POLL_BATCH,
+                 wake_seconds: float = 1.0) -> None:
         if receipt_poll_seconds is not None and (receipt_poll_seconds <= 0
                                                  or receipt_poll_batch < 1):
             raise ValueError("receipt_poll_seconds and receipt_poll_batch must be positive")
@@ -156,6 +158,8 @@ class AlertWorker:
         self.worker_id = (worker_id or default_worker_id())[:64]
         self.by = f"alert-worker:{self.worker_id}"[:128]
         self.poll_seconds = poll_seconds
+        #: how often the heartbeat thread looks for urgent work waiting between ticks
+        self.wake_seconds = wake_seconds if wake_seconds > 0 else 1.0
         self.stop_event = threading.Event()
         try:
             self.policy = EscalationPolicy.of(protocol.escalation_minutes,
@@ -375,14 +379,19 @@ class AlertWorker:
         return report
 
     def beat(self, scheduler: Any = None) -> bool:
-        """One heartbeat; when a dead worker left claims behind, or urgent work is waiting
-        that arrived between ticks (a fallback or an escalation brought forward by an
-        undelivered receipt), run the escalate and dispatch jobs now (rather than at their
-        next tick) so they go out within seconds. True if it did."""
+        """One heartbeat, then :meth:`wake`. True if it woke the jobs."""
         now = self.wall.now()
         self.heartbeat.beat(now, self.dispatcher.down)
+        return self.wake(scheduler, now)
+
+    def wake(self, scheduler: Any = None, now: datetime | None = None) -> bool:
+        """When a dead worker left claims behind, or urgent work is waiting that arrived
+        between ticks (a fallback or an escalation brought forward by an undelivered
+        receipt, recorded by the web process), run the escalate and dispatch jobs now
+        rather than at their next tick. True if it did."""
         if scheduler is None:
             return False
+        now = now or self.wall.now()
         if self.outbox.abandoned(self.worker_id, heartbeats_at=now, now=self.clock.now()):
             reason = "a dead worker's claims"
         elif self.outbox.immediate_waiting(self.clock.now(), skip_channels=self.dispatcher.down):
@@ -391,15 +400,24 @@ class AlertWorker:
             return False
         scheduler.modify_job("escalate", next_run_time=datetime.now(UTC))
         scheduler.modify_job("dispatch", next_run_time=datetime.now(UTC))
-        log.info(logfmt("worker.taking_over" if reason.startswith("a dead") else
-                        "worker.woken", worker=self.worker_id, reason=reason))
+        log.log(logging.INFO if reason.startswith("a dead") else logging.DEBUG,
+                logfmt("worker.taking_over" if reason.startswith("a dead") else
+                       "worker.woken", worker=self.worker_id, reason=reason))
         return True
 
     def _beating(self, scheduler: Any) -> None:
+        """Heartbeats every interval and, between them, a look for waiting urgent work
+        every ``wake_seconds`` (two indexed queries)."""
         interval = self.heartbeat.interval.total_seconds()
-        while not self.stop_event.wait(interval):
+        tick = min(self.wake_seconds, interval)
+        last = time.monotonic()
+        while not self.stop_event.wait(tick):
             try:
-                self.beat(scheduler)
+                if time.monotonic() - last >= interval - tick / 2:
+                    last = time.monotonic()
+                    self.beat(scheduler)
+                else:
+                    self.wake(scheduler)
             except (OperationalError, DBAPIError) as exc:
                 log.warning(logfmt("worker.heartbeat_failed", worker=self.worker_id,
                                    error=type(exc).__name__, retry="next beat"))
