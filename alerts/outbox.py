@@ -160,16 +160,19 @@ class Outbox:
                         recorded_at=now, recorded_by=by, idempotency_key=idempotency_key)
 
     def append(self, writer: Writer, alert_id: str, data: Sequence[EventData],
-               now: datetime, by: str, *, idempotency_key: str | None = None) -> None:
+               now: datetime, by: str, *, idempotency_key: str | None = None,
+               bulk: bool = True) -> None:
         """Append to the alert's stream; the caller holds the alert's row lock.
-        ``idempotency_key`` (one event only) makes the store refuse a second copy."""
+        ``idempotency_key`` (one event only) makes the store refuse a second copy;
+        ``bulk=False`` writes at once with one INSERT (cheaper for a lone event than the
+        bulk path's COPY)."""
         stream = stream_of(alert_id)
         head = writer.head(stream)
         if idempotency_key is not None and len(data) != 1:
             raise ValueError("an idempotency key names exactly one event")
         writer.append(stream, head.version,
                       [self.new_event(d, now, by, idempotency_key) for d in data],
-                      returning=False)
+                      returning=not bulk)
 
     def lock(self, conn: Connection, alert_ids: Iterable[str]) -> dict[str, AlertRow]:
         ids = sorted(set(alert_ids))

@@ -28,18 +28,20 @@ scheduled message cancelled) as failed. Statuses Twilio may add later are ignore
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from alerts.channels.twilio_sms import KNOWN_CODES
 from alerts.dispatch import logfmt
-from alerts.outbox import DEAD, OPEN, AlertRow, DeliveryRow, Outbox, _delivery
+from alerts.outbox import DEAD, OPEN, AlertRow, DeliveryRow, Outbox, stream_of
 from alerts.roster import Roster
 from alerts.rules import EscalationPolicy, EscalationTrigger
+from alerts.tables import alerts as A
 from alerts.tables import deliveries as D
 from events.store.writing import Writer
 from events.vocabulary import AlertDelivered, AlertUndelivered
@@ -130,48 +132,95 @@ class ReceiptBook:
     def record(self, receipt: Receipt, *, now: datetime, by: str, source: str
                ) -> ReceiptOutcome:
         """Apply ``receipt`` (``source``: "callback" or "poll") in one transaction."""
-        status = normalise(receipt.status)
-        if status is None:
-            return ReceiptOutcome(ReceiptResult.IGNORED)
+        return self.record_many([receipt], now=now, by=by, source=source)[0]
+
+    def record_many(self, receipts: Sequence[Receipt], *, now: datetime, by: str,
+                    source: str) -> list[ReceiptOutcome]:
+        """Apply ``receipts`` in this order in ONE transaction (a group commit: the web
+        process batches concurrent callbacks); an outcome per receipt."""
+        statuses = [normalise(r.status) for r in receipts]
+        outcomes = [ReceiptOutcome(ReceiptResult.IGNORED) for _ in receipts]
+        sids = sorted({r.sid for r, st in zip(receipts, statuses, strict=True) if st})
+        if not sids:
+            return outcomes
         with self.outbox.transaction() as writer:
             conn = writer.conn
-            alert_ids = [r[0] for r in conn.execute(select(D.c.alert_id).where(
-                D.c.provider_id == receipt.sid, D.c.channel == CHANNEL))]
-            if not alert_ids:
-                return ReceiptOutcome(ReceiptResult.UNKNOWN_MESSAGE)
-            alerts = self.outbox.lock(conn, alert_ids)
-            rows = [_delivery(r) for r in conn.execute(select(D).where(
-                D.c.provider_id == receipt.sid, D.c.channel == CHANNEL
-            ).order_by(D.c.alert_id, D.c.delivery_id))]
-            outcome = ReceiptOutcome(ReceiptResult.STALE, sorted(set(alert_ids)))
-            for d in rows:
-                result = self._apply(writer, alerts[d.alert_id], d, status,
-                                     receipt.error_code, now=now, by=by, source=source,
-                                     outcome=outcome)
-                if _weight(result) > _weight(outcome.result):
-                    outcome.result = result
-        return outcome
+            # one round trip: the messages' deliveries with their alerts, both locked (the
+            # alert rows in id order, as every outbox write locks them)
+            q = self.outbox.store.recorder.lock_rows(
+                select(A, *[c.label(f"d_{c.name}") for c in D.c])
+                .join(D, D.c.alert_id == A.c.alert_id)
+                .where(D.c.provider_id.in_(sids), D.c.channel == CHANNEL)
+                .order_by(A.c.alert_id, D.c.delivery_id))
+            found = conn.execute(q).all()
+            alerts = {r.alert_id: AlertRow(**{c.name: r._mapping[c.name] for c in A.c})
+                      for r in found}
+            by_sid: dict[str, list[DeliveryRow]] = {}
+            for r in found:
+                d = DeliveryRow(**{c.name: r._mapping[f"d_{c.name}"] for c in D.c})
+                by_sid.setdefault(str(d.provider_id), []).append(d)
+            if len(alerts) > 1:
+                writer.prefetch_heads(stream_of(a) for a in alerts)
+            deferred: list[dict[str, Any]] | None = [] if len(receipts) > 1 else None
+            for i, (receipt, status) in enumerate(zip(receipts, statuses, strict=True)):
+                if status is None:
+                    continue
+                rows = by_sid.get(receipt.sid)
+                if not rows:
+                    outcomes[i] = ReceiptOutcome(ReceiptResult.UNKNOWN_MESSAGE)
+                    continue
+                outcome = outcomes[i] = ReceiptOutcome(
+                    ReceiptResult.STALE, sorted({d.alert_id for d in rows}))
+                for n, d in enumerate(rows):
+                    result = self._apply(writer, alerts[d.alert_id], d, status,
+                                         receipt.error_code, now=now, by=by, source=source,
+                                         outcome=outcome, deferred=deferred)
+                    if result in (ReceiptResult.PROGRESS, ReceiptResult.DELIVERED,
+                                  ReceiptResult.UNDELIVERED):
+                        # later receipts of this batch see what this one recorded
+                        rows[n] = replace(d, receipt=status, status=(
+                            DEAD if result is ReceiptResult.UNDELIVERED else d.status))
+                    if _weight(result) > _weight(outcome.result):
+                        outcome.result = result
+            if deferred:  # one executemany for the batch's progress and delivered rows
+                conn.execute(update(D).where(D.c.delivery_id == bindparam("b_id")).values(
+                    receipt=bindparam("b_receipt"), receipt_code=bindparam("b_code"),
+                    receipt_at=bindparam("b_at")), deferred)
+        return outcomes
 
     def _apply(self, writer: Writer, alert: AlertRow, d: DeliveryRow, status: str,
                code: int | None, *, now: datetime, by: str, source: str,
-               outcome: ReceiptOutcome) -> ReceiptResult:
+               outcome: ReceiptOutcome, deferred: list[dict[str, Any]] | None = None
+               ) -> ReceiptResult:
+        """One delivery's receipt. With ``deferred`` (a batch), the row updates of
+        progress and delivered receipts are collected there and the events buffered for
+        the bulk path; an undelivered one is written at once (its fallback reads it)."""
+        bulk = deferred is not None
         current = d.receipt if d.receipt in RANK else None
         if current in FINAL or (current is not None and RANK[status] <= RANK[current]):
             return ReceiptResult.STALE
         conn = writer.conn
         if status not in FINAL:
-            conn.execute(update(D).where(D.c.delivery_id == d.delivery_id).values(
-                receipt=status, receipt_at=now))
+            if deferred is not None:
+                deferred.append({"b_id": d.delivery_id, "b_receipt": status, "b_code": None,
+                                 "b_at": now})
+            else:
+                conn.execute(update(D).where(D.c.delivery_id == d.delivery_id).values(
+                    receipt=status, receipt_at=now))
             return ReceiptResult.PROGRESS
         assert d.provider_id is not None
         key = f"receipt:{d.provider_id}:{status}:{d.delivery_id}"[:200]
         if status == DELIVERED:
-            conn.execute(update(D).where(D.c.delivery_id == d.delivery_id).values(
-                receipt=status, receipt_code=None, receipt_at=now))
+            if deferred is not None:
+                deferred.append({"b_id": d.delivery_id, "b_receipt": status, "b_code": None,
+                                 "b_at": now})
+            else:
+                conn.execute(update(D).where(D.c.delivery_id == d.delivery_id).values(
+                    receipt=status, receipt_code=None, receipt_at=now))
             self.outbox.append(writer, alert.alert_id, [AlertDelivered(
                 alert_id=alert.alert_id, channel=d.channel, recipient=d.recipient,
                 provider_id=d.provider_id[:200], source=source)],  # type: ignore[arg-type]
-                now, by, idempotency_key=key)
+                now, by, idempotency_key=key, bulk=bulk)
             log.info(logfmt("alert.delivered", alert=alert.alert_id, recipient=d.recipient,
                             channel=d.channel, provider_id=d.provider_id, source=source))
             return ReceiptResult.DELIVERED
@@ -182,7 +231,8 @@ class ReceiptBook:
         self.outbox.append(writer, alert.alert_id, [AlertUndelivered(
             alert_id=alert.alert_id, channel=d.channel, recipient=d.recipient,
             provider_id=d.provider_id[:200], status=status,  # type: ignore[arg-type]
-            error_code=code, source=source)], now, by, idempotency_key=key)  # type: ignore[arg-type]
+            error_code=code, source=source)], now, by, idempotency_key=key,  # type: ignore[arg-type]
+            bulk=bulk)
         log.warning(logfmt("alert.undelivered", alert=alert.alert_id, recipient=d.recipient,
                            channel=d.channel, provider_id=d.provider_id, status=status,
                            code=code, source=source))

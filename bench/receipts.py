@@ -111,6 +111,11 @@ class WebProcess:
             time.sleep(0.2)
         raise SystemExit("the web process did not answer /healthz")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the web process so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -216,9 +221,11 @@ def callbacks_per_second(url: str, web: WebProcess, token: str, count: int
             conn.execute(update(D).where(D.c.delivery_id == delivery_id).values(
                 status="sent", provider_id=sid, sent_at=now, attempts=1))
     prepared = prepared_callbacks(list(sids.values()), token, "cno.bench.invalid")
+    cpu = web.cpu_seconds()
     started = time.perf_counter()
     statuses = asyncio.run(_fire(web.port, prepared, 16))
     seconds = time.perf_counter() - started
+    cpu = web.cpu_seconds() - cpu
     again = asyncio.run(_fire(web.port, prepared[: max(1, count // 5)], 16))  # retries
     with engine.connect() as conn:
         delivered = conn.execute(text(
@@ -227,7 +234,8 @@ def callbacks_per_second(url: str, web: WebProcess, token: str, count: int
     ok = set(statuses) == {204} and len(statuses) == count and delivered == count \
         and set(again) == {204}
     detail = (f"{count:,} callbacks in {seconds:.2f} s, answers {sorted(set(statuses))}, "
-              f"AlertDelivered {delivered} (+{len(again)} retries: none added)"
+              f"AlertDelivered {delivered} (+{len(again)} retries: none added); the web "
+              f"process used {cpu:.1f} s of CPU ({cpu / seconds:.0%} of one core)"
               f"{'' if ok else ' NOT EXACT'}")
     return (count / seconds if ok else 0.0), detail
 

@@ -377,3 +377,29 @@ def test_polling_is_bounded_per_cycle(db_url: str, twilio_server: TwilioTestServ
         with r.store.engine.connect() as conn:
             assert conn.execute(select(func.count()).where(
                 D.c.checked_at.is_not(None))).scalar_one() == 3
+
+
+# ----------------------------------------------------------------- batches (group commit)
+def test_a_batch_of_receipts_records_each_outcome_once_in_order(rig: Rig) -> None:
+    from alerts.receipts import Receipt, ReceiptResult
+
+    hypocalcaemia(rig.store, "P0001")
+    hypocalcaemia(rig.store, "P0002")
+    rig.worker.run_once()
+    by_patient = {a.patient: a.alert_id for a in alerts(rig.store)}
+    sid = {p: deliveries(rig.store, a)[0].provider_id for p, a in by_patient.items()}
+    outcomes = rig.worker.receipts.record_many([
+        Receipt(sid["P0001"], "sent"), Receipt(sid["P0001"], "delivered"),
+        Receipt(sid["P0001"], "delivered"), Receipt("SM" + "e" * 32, "delivered"),
+        Receipt(sid["P0002"], "undelivered", 30003), Receipt(sid["P0002"], "delivered"),
+        Receipt(sid["P0002"], "bogus")], now=NOW, by="test", source="callback")
+    assert [o.result for o in outcomes] == [
+        ReceiptResult.PROGRESS, ReceiptResult.DELIVERED, ReceiptResult.STALE,
+        ReceiptResult.UNKNOWN_MESSAGE, ReceiptResult.UNDELIVERED, ReceiptResult.STALE,
+        ReceiptResult.IGNORED]
+    assert receipt_events(rig.store, by_patient["P0001"]) == ["AlertDelivered"]
+    assert receipt_events(rig.store, by_patient["P0002"]) == ["AlertUndelivered"]
+    assert deliveries(rig.store, by_patient["P0001"])[0].receipt == "delivered"
+    (d,) = deliveries(rig.store, by_patient["P0002"])
+    assert (d.receipt, d.receipt_code, d.status) == ("undelivered", 30003, "dead")
+    assert outcomes[4].escalate_now == [by_patient["P0002"]]

@@ -11,6 +11,7 @@ stops retrying). The answer never says more than that."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import APIRouter, Depends, Request
@@ -20,6 +21,7 @@ from alerts.outbox import Outbox
 from alerts.receipts import Receipt, ReceiptBook, parse_error_code
 from alerts.rules import EscalationPolicy
 from web.deps import context
+from web.receipt_batches import ReceiptBatcher
 from web.twilio_signature import twilio_form
 
 log = logging.getLogger("cno_tracker.web.twilio")
@@ -30,32 +32,30 @@ RECORDED_BY = "twilio:status-callback"
 SID_MAX = 64
 
 
-def receipt_book(request: Request) -> ReceiptBook:
-    """One :class:`ReceiptBook` per application, made on first use."""
-    book: ReceiptBook | None = getattr(request.app.state, "receipts", None)
-    if book is None:
+def receipt_batcher(request: Request) -> ReceiptBatcher:
+    """One :class:`ReceiptBatcher` per application, made on first use."""
+    batcher: ReceiptBatcher | None = getattr(request.app.state, "receipts", None)
+    if batcher is None:
         ctx = context(request)
         protocol = ctx.core.protocol
         policy = EscalationPolicy.of(protocol.escalation_minutes,
                                      ctx.roster.escalation.delay_minutes)
         book = ReceiptBook(Outbox(ctx.core.store, protocol.zone), ctx.roster, policy=policy)
-        request.app.state.receipts = book
-    return book
+        batcher = ReceiptBatcher(book, ctx.core.clock, by=RECORDED_BY)
+        request.app.state.receipts = batcher
+    return batcher
 
 
 @router.post(STATUS_PATH)
-def status_callback(request: Request, form: dict[str, str] = Depends(twilio_form)
-                    ) -> Response:
+async def status_callback(request: Request, form: dict[str, str] = Depends(twilio_form)
+                          ) -> Response:
     sid = (form.get("MessageSid") or form.get("SmsSid") or "").strip()
     status = (form.get("MessageStatus") or form.get("SmsStatus") or "").strip()
     if not sid or len(sid) > SID_MAX or not status:
         log.info("event=twilio.status_ignored reason=\"no MessageSid or MessageStatus\"")
         return Response(status_code=204)
-    book = receipt_book(request)
-    outcome = book.record(Receipt(sid, status, parse_error_code(form.get("ErrorCode"))),
-                          now=context(request).core.clock.now(), by=RECORDED_BY,
-                          source="callback")
-    log.info("event=twilio.status sid=%s status=%s result=%s", sid, status[:16],
-             outcome.result.value)
+    receipt = Receipt(sid, status, parse_error_code(form.get("ErrorCode")))
+    outcome = await asyncio.wrap_future(receipt_batcher(request).submit(receipt))
+    log.debug("event=twilio.status sid=%s status=%s result=%s", sid, status[:16],
+              outcome.result.value)
     return Response(status_code=204)
-
