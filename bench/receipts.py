@@ -2,7 +2,7 @@
 
 a. **Callbacks processed per second, one web process.** N SMS deliveries marked sent with
    their SIDs; ``cno-tracker web`` (uvicorn, one process) receives N signed ``delivered``
-   status callbacks over 16 keep-alive connections (a small asyncio client sending
+   status callbacks over 16 and over 64 keep-alive connections (a small asyncio client sending
    prepared requests, so the client costs little of the 2 cores). Rate = N / (last answer −
    first request); every answer must be 204 and the log must hold exactly N AlertDelivered.
 b. **Undelivered callback → the next channel's send.** One ``cno-tracker worker`` (its
@@ -206,8 +206,8 @@ async def _fire(port: int, requests_: list[bytes], connections: int) -> list[int
     return statuses
 
 
-def callbacks_per_second(url: str, web: WebProcess, token: str, count: int
-                         ) -> tuple[float, str]:
+def callbacks_per_second(url: str, web: WebProcess, token: str, count: int,
+                         connections: int = 16) -> tuple[float, str]:
     engine = make_engine(url)
     store = EventStore(engine)
     ids = raise_urgent(store, count, not_before=datetime.now(UTC) + timedelta(days=1))
@@ -223,17 +223,20 @@ def callbacks_per_second(url: str, web: WebProcess, token: str, count: int
     prepared = prepared_callbacks(list(sids.values()), token, "cno.bench.invalid")
     cpu = web.cpu_seconds()
     started = time.perf_counter()
-    statuses = asyncio.run(_fire(web.port, prepared, 16))
+    statuses = asyncio.run(_fire(web.port, prepared, connections))
     seconds = time.perf_counter() - started
     cpu = web.cpu_seconds() - cpu
-    again = asyncio.run(_fire(web.port, prepared[: max(1, count // 5)], 16))  # retries
+    again = asyncio.run(_fire(web.port, prepared[: max(1, count // 5)], connections))
     with engine.connect() as conn:
         delivered = conn.execute(text(
-            "SELECT count(*) FROM events WHERE type = 'AlertDelivered'")).scalar()
+            "SELECT count(*) FROM events e JOIN alert_deliveries d ON e.stream = 'alert:' "
+            "|| d.alert_id WHERE e.type = 'AlertDelivered' AND d.provider_id = ANY(:s)"),
+            {"s": list(sids.values())}).scalar()
     engine.dispose()
     ok = set(statuses) == {204} and len(statuses) == count and delivered == count \
         and set(again) == {204}
-    detail = (f"{count:,} callbacks in {seconds:.2f} s, answers {sorted(set(statuses))}, "
+    detail = (f"{count:,} callbacks over {connections} connections in {seconds:.2f} s, "
+              f"answers {sorted(set(statuses))}, "
               f"AlertDelivered {delivered} (+{len(again)} retries: none added); the web "
               f"process used {cpu:.1f} s of CPU ({cpu / seconds:.0%} of one core)"
               f"{'' if ok else ' NOT EXACT'}")

@@ -403,3 +403,13 @@ def test_a_batch_of_receipts_records_each_outcome_once_in_order(rig: Rig) -> Non
     (d,) = deliveries(rig.store, by_patient["P0002"])
     assert (d.receipt, d.receipt_code, d.status) == ("undelivered", 30003, "dead")
     assert outcomes[4].escalate_now == [by_patient["P0002"]]
+
+
+def test_alerts_show_tells_the_receipt(rig: Rig) -> None:
+    from alerts.cli import _history_line
+
+    alert_id, sid = rig.send_urgent()
+    rig.callback(sid, "undelivered", 30005)
+    lines = [_history_line(e, rig.core.protocol.zone) for e in stream(rig.store, alert_id)]
+    assert any(f"undelivered: nurse.a by sms (provider id {sid}, code 30005, by callback)"
+               in line for line in lines)
