@@ -335,7 +335,8 @@ def _recorded(web: WebProcess, sid: str) -> bool:
             D.c.provider_id == sid, D.c.receipt == "delivered")).scalar())
 
 
-def end_to_end(url: str, web: WebProcess, twilio: Any, samples: int) -> list[float]:
+def end_to_end(url: str, web: WebProcess, twilio: Any, samples: int, first: int = 0
+               ) -> list[float]:
     from tests.support.events import new_event
 
     engine = make_engine(url)
@@ -343,7 +344,7 @@ def end_to_end(url: str, web: WebProcess, twilio: Any, samples: int) -> list[flo
     store = EventStore(engine)
     out = []
     with AutoDeliver(twilio, web):
-        for i in range(samples):
+        for i in range(first, first + samples):
             patient = f"E{os.getpid() % 1000:03d}{i:04d}"
             now = datetime.now(UTC)
             store.append(patient, 0, [new_event(

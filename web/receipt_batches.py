@@ -1,13 +1,16 @@
 """Group commit for Twilio status callbacks: concurrent callbacks to one web process are
 recorded together, in one transaction (:meth:`alerts.receipts.ReceiptBook.record_many`),
-by one thread; each request waits for its own outcome before it is answered, so a 2xx
-still means "recorded" (Twilio retries anything else).
+by a few threads (``threads``, each writing its own batch: receipts of different messages
+never wait for each other's locks; two of the same message are serialised by the alert's
+row lock and the status ranking makes their order irrelevant); each request waits for
+its own outcome before it is answered, so a 2xx still means "recorded" (Twilio retries
+anything else).
 
 A batch holds what arrived while the previous one was being written (at most
 ``max_batch``); when a batch fails (a database error, or another web process recording the
 same receipt at the same instant), each of its receipts is tried alone, so one cannot fail
-the others. The thread starts on the first callback and ends after ``idle_seconds``
-without one (it is started again on the next)."""
+the others. The threads start with the first callbacks and end after ``idle_seconds``
+without one (they are started again on the next)."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ log = logging.getLogger("cno_tracker.web.twilio")
 
 class ReceiptBatcher:
     def __init__(self, book: ReceiptBook, clock: Clock, *, by: str, source: str = "callback",
-                 max_batch: int = 200, idle_seconds: float = 30.0) -> None:
+                 max_batch: int = 200, idle_seconds: float = 30.0, threads: int = 4) -> None:
         self.book = book
         self.clock = clock
         self.by = by
@@ -32,17 +35,20 @@ class ReceiptBatcher:
         self.max_batch = max_batch
         self.idle_seconds = idle_seconds
         self._queue: queue.Queue[tuple[Receipt, Future[ReceiptOutcome]]] = queue.Queue()
+        self.threads = max(1, threads)
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._running: list[threading.Thread] = []
 
     def submit(self, receipt: Receipt) -> Future[ReceiptOutcome]:
         future: Future[ReceiptOutcome] = Future()
         with self._lock:
             self._queue.put((receipt, future))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="receipt-batches",
-                                                daemon=True)
-                self._thread.start()
+            self._running = [t for t in self._running if t.is_alive()]
+            if len(self._running) < self.threads:
+                thread = threading.Thread(target=self._run, name="receipt-batches",
+                                          daemon=True)
+                self._running.append(thread)
+                thread.start()
         return future
 
     def _run(self) -> None:
@@ -52,7 +58,8 @@ class ReceiptBatcher:
             except queue.Empty:
                 with self._lock:
                     if self._queue.empty():
-                        self._thread = None
+                        me = threading.current_thread()
+                        self._running = [t for t in self._running if t is not me]
                         return
                 continue
             batch = [first]

@@ -413,3 +413,27 @@ def test_alerts_show_tells_the_receipt(rig: Rig) -> None:
     lines = [_history_line(e, rig.core.protocol.zone) for e in stream(rig.store, alert_id)]
     assert any(f"undelivered: nurse.a by sms (provider id {sid}, code 30005, by callback)"
                in line for line in lines)
+
+
+def test_concurrent_callbacks_batched_by_several_threads_record_once_each(rig: Rig) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from alerts.receipts import Receipt
+    from web.receipt_batches import ReceiptBatcher
+
+    for p in ("P0001", "P0002", "P0003", "P0004"):
+        hypocalcaemia(rig.store, p)
+    rig.worker.run_once()
+    sids = [d.provider_id for d in deliveries(rig.store) if d.provider_id]
+    assert len(sids) == 4
+    batcher = ReceiptBatcher(rig.worker.receipts, rig.clock, by="test", threads=3,
+                             idle_seconds=0.5)
+    receipts = [Receipt(sid, status) for _ in range(5) for sid in sids
+                for status in ("sent", "delivered")]
+    with ThreadPoolExecutor(8) as pool:
+        futures = list(pool.map(batcher.submit, receipts))
+    outcomes = [f.result(timeout=60) for f in futures]
+    assert sum(o.result == "delivered" for o in outcomes) == 4
+    for a in alerts(rig.store):
+        assert receipt_events(rig.store, a.alert_id) == ["AlertDelivered"]
+        assert deliveries(rig.store, a.alert_id)[0].receipt == "delivered"
