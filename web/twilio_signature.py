@@ -11,6 +11,7 @@ name; a repeated name keeps the last, as Twilio never repeats one)."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qsl
 
 from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
@@ -43,6 +44,29 @@ def check_signature(token: str, url: str, form: FormData, signature: str | None)
     return bool(RequestValidator(token).validate(url, form, signature))
 
 
+#: a webhook body larger than this is refused unread (Twilio's are a few hundred bytes)
+MAX_BODY = 64 * 1024
+
+
+async def read_form(request: Request) -> FormData:
+    """The form-encoded body as :class:`FormData` (repeated names kept, as Twilio signs
+    them), parsed with ``urllib.parse.parse_qsl``: Twilio posts
+    ``application/x-www-form-urlencoded`` only, and this is several times cheaper than the
+    multipart-capable parser at hundreds of callbacks a second. Anything else: 403."""
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise TwilioSignatureRefused("not a form")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise TwilioSignatureRefused("body too large")
+    try:
+        pairs: list[tuple[str, str | UploadFile]] = parse_qsl(  # type: ignore[assignment]
+            body.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
+    except (UnicodeDecodeError, ValueError):
+        raise TwilioSignatureRefused("unreadable form") from None
+    return FormData(pairs)
+
+
 async def twilio_form(request: Request) -> dict[str, str]:
     """The dependency of a Twilio webhook: the verified form, or 403."""
     ctx = context(request)
@@ -52,7 +76,7 @@ async def twilio_form(request: Request) -> dict[str, str]:
         log.warning("event=twilio.refused path=%s reason=\"no auth token or public URL "
                     "configured\"", request.url.path)
         raise TwilioSignatureRefused("not configured")
-    form = await request.form()
+    form = await read_form(request)
     url = signed_url(public, request)
     if not check_signature(token.get_secret_value(), url, form,
                            request.headers.get(SIGNATURE_HEADER)):

@@ -71,3 +71,26 @@ def test_the_signature_is_checked_over_the_public_url_not_the_host() -> None:
     assert not check_signature("f" * 32, public, form, signature)
     changed = FormData([*params.items(), ("ErrorCode", "30003")])
     assert not check_signature(TOKEN, public, changed, signature)
+
+
+def test_a_webhook_that_is_not_a_small_form_is_refused_unread() -> None:
+    import asyncio
+
+    from starlette.requests import Request
+
+    from web.twilio_signature import MAX_BODY, TwilioSignatureRefused, read_form
+
+    def request(body: bytes, kind: str) -> Request:
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": body, "more_body": False}
+        scope = {"type": "http", "method": "POST", "path": "/twilio/status",
+                 "headers": [(b"content-type", kind.encode())], "query_string": b""}
+        return Request(scope, receive)  # type: ignore[arg-type]
+
+    form = asyncio.run(read_form(request(b"A=1&B=x+y&A=2", "application/x-www-form-urlencoded")))
+    assert form.getlist("A") == ["1", "2"] and form["B"] == "x y"
+    for body, kind in ((b"A=1", "application/json"), (b"A=" + b"x" * MAX_BODY,
+                                                       "application/x-www-form-urlencoded"),
+                       (b"\xff\xfe", "application/x-www-form-urlencoded")):
+        with pytest.raises(TwilioSignatureRefused):
+            asyncio.run(read_form(request(body, kind)))
