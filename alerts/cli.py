@@ -83,7 +83,7 @@ def health_json(health: WorkerHealth) -> dict[str, Any]:
         "ok": health.ok, "now": _iso(health.now), "alive": len(health.alive),
         "last_cycle_ended_at": _iso(health.last_cycle_ended_at),
         "lag_positions": health.lag_positions, "channels_down": health.channels_down,
-        "deliveries": health.deliveries,
+        "deliveries": health.deliveries, "sms_opted_out": health.sms_opted_out,
         "workers": [{
             "worker_id": w.worker_id, "alive": w.alive, "host": w.host, "pid": w.pid,
             "version": w.version, "started_at": _iso(w.started_at), "beat_at": _iso(w.beat_at),
@@ -117,6 +117,9 @@ def health_lines(health: WorkerHealth) -> list[str]:
     for channel, reason in health.channels_down.items():
         lines.append(f"CHANNEL DOWN {channel}: {reason} (fix the credentials, restart the "
                      "worker)")
+    if health.sms_opted_out:
+        lines.append("SMS off (replied STOP; their other channel is used): "
+                     + ", ".join(health.sms_opted_out))
     return lines
 
 
@@ -235,7 +238,10 @@ def _history_line(e: Any, zone: Any) -> str:
     elif e.type == "AlertEscalated":
         what = f"escalated to {d.to_role} (level {d.level})"
     elif e.type == "AlertAcknowledged":
-        what = f"acknowledged by {d.by}" + (f": {d.note}" if d.note else "")
+        via = {"sms": " by SMS reply", "link": " from the e-mail link"}.get(d.via or "", "")
+        what = (f"acknowledged by {d.by}{via}"
+                + (f" (message {d.provider_id})" if d.provider_id else "")
+                + (f": {d.note}" if d.note else ""))
     elif e.type == "AlertCancelled":
         what = f"cancelled: {d.reason}"
     else:
@@ -309,3 +315,58 @@ def ack_cmd(state: State, alert: str, by: str, note: str | None) -> None:
             "acknowledge")
     else:
         click.echo(f"alert {target.alert_id} acknowledged by {by.strip()}")
+
+
+@alerts_group.command("test-send")
+@click.argument("member")
+@click.option("--channel", type=click.Choice(["sms", "email"]), default=None,
+              help="default: the member's first channel configured here")
+@pass_state
+@handles_errors
+def test_send_cmd(state: State, member: str, channel: str | None) -> None:
+    """Send MEMBER (a roster staff id) a neutral test message, recorded as an event.
+
+    Exit 0 sent, 1 the provider refused or the outcome is unknown, 2 the member has no
+    such address, 4 no such member, 5 the channel is not configured here."""
+    from alerts.errors import DeliveryError, UnknownOutcomeError
+    from alerts.notices import channel_for, test_message
+    from alerts.optouts import append_staff, sms_off
+    from alerts.wiring import build_channels, build_roster
+    from events.vocabulary import TestMessageSent
+
+    app = state.app()
+    roster = build_roster(app.settings)
+    try:
+        person = roster.member(member)
+    except KeyError:
+        raise NotFound(f"no staff member {member!r} on the roster") from None
+    channels = build_channels(app.settings)
+    if channel is not None and channel not in person.channels():
+        raise CommandRefused(f"--channel: staff {member!r} has no {channel} address")
+    if channel is not None and channel not in channels:
+        raise ConfigurationError(f"--channel: {channel} is not configured here (see the "
+                                 "CNO_TRACKER_TWILIO_* / CNO_TRACKER_SMTP_* settings)")
+    with app.engine.connect() as conn:
+        off = sms_off(conn)
+    try:
+        name = channel_for(person, channels, wanted=channel, off=off)
+    except DeliveryError as exc:
+        raise CommandRefused(exc.reason) from None
+    now = app.clock.now()
+    outcome, provider_id, error = "sent", None, None
+    try:
+        receipt = channels[name].send(test_message(now, app.protocol.zone), person.recipient())
+        provider_id = receipt.provider_id
+    except DeliveryError as exc:
+        outcome = "unknown" if isinstance(exc, UnknownOutcomeError) else "failed"
+        error = exc.reason[:500]
+    with app.store.transaction() as writer:
+        append_staff(app.store, writer, person.id, [TestMessageSent(
+            staff_id=person.id, channel=name, outcome=outcome,  # type: ignore[arg-type]
+            provider_id=(provider_id or None) and provider_id[:200], error=error)],
+            now=now, by="alerts-test-send", zone=app.protocol.zone)
+    if outcome != "sent":
+        click.echo(f"test message to {person.id} by {name}: {outcome}: {error}", err=True)
+        raise SystemExit(1)
+    click.echo(f"test message sent to {person.id} by {name}"
+               + (f" (provider id {provider_id})" if provider_id else ""))

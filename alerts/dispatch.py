@@ -37,7 +37,9 @@ from alerts.errors import (
     PermanentDeliveryError,
     UnknownOutcomeError,
 )
+from alerts.links import LinkSigner
 from alerts.messages import render, render_digest, render_escalation
+from alerts.optouts import sms_off
 from alerts.outbox import DIGEST, IMMEDIATE, PENDING, SENT, UNKNOWN, DeliveryRow, Outbox
 from alerts.roster import Roster
 from alerts.rules import EscalationPolicy, EscalationTrigger, backoff_seconds
@@ -45,6 +47,14 @@ from tracker.clock import Clock
 from tracker.protocol import Protocol
 
 log = logging.getLogger("alerts.dispatch")
+SMS, EMAIL = "sms", "email"
+
+
+def opted_out() -> PermanentDeliveryError:
+    """The failure recorded for an SMS to someone who replied STOP (their other channel
+    is tried, as for any permanent failure)."""
+    return PermanentDeliveryError("the recipient replied STOP: SMS to them are off",
+                                  code=21610, channel=SMS)
 
 def logfmt(event: str, **fields: object) -> str:
     """``event=<event> key=value …`` (values with spaces or quotes are quoted)."""
@@ -97,7 +107,8 @@ class Dispatcher:
                  lease: timedelta = timedelta(seconds=120), retry: RetryPolicy | None = None,
                  rand: Callable[[], float] = random.random,
                  stop: threading.Event | None = None, wall: Clock | None = None,
-                 policy: EscalationPolicy | None = None) -> None:
+                 policy: EscalationPolicy | None = None,
+                 links: LinkSigner | None = None) -> None:
         self.outbox = outbox
         self.channels = channels
         self.roster = roster
@@ -115,6 +126,8 @@ class Dispatcher:
         self.wall = wall
         #: channels whose credentials the provider refused: channel → reason
         self.down: dict[str, str] = {}
+        #: signs the one-time acknowledgement links put in e-mails (None: no link)
+        self.links = links
 
     # ----------------------------------------------------------------- public
     def dispatch(self, *, max_batches: int = 50) -> DispatchReport:
@@ -147,6 +160,7 @@ class Dispatcher:
                 break
             with self.outbox.engine.connect() as conn:
                 alerts = self.outbox.get_alerts(conn, (d.alert_id for d in batch))
+                off = sms_off(conn)
             for i, delivery in enumerate(batch):
                 if self._must_yield(delivery):
                     report.released += self.outbox.release(
@@ -159,9 +173,18 @@ class Dispatcher:
                         delivery_ids=[delivery.delivery_id])
                     continue
                 alert = alerts[delivery.alert_id]
+                if delivery.channel == SMS and delivery.recipient in off:
+                    self._failed([delivery], opted_out(), report, alert.patient)
+                    continue
+                link = (self.links.url(alert.alert_id, delivery.recipient, self.clock.now())
+                        if self.links is not None and delivery.channel == EMAIL else None)
+                # the reply code only where a reply can come from (SMS, and e-mail to staff
+                # who also have the SMS number); the console and file channels show none
+                code = delivery.channel in (SMS, EMAIL)
                 try:
-                    message = (render(alert) if delivery.level == 0
-                               else render_escalation(alert, level=delivery.level))
+                    message = (render(alert, link=link, reply_code=code) if delivery.level == 0
+                               else render_escalation(alert, level=delivery.level, link=link,
+                                                      reply_code=code))
                 except ValueError as exc:
                     self._failed([delivery], PermanentDeliveryError(
                         f"cannot render the message ({exc})"), report, alert.patient,
@@ -182,6 +205,7 @@ class Dispatcher:
             return report
         with self.outbox.engine.connect() as conn:
             alerts = self.outbox.get_alerts(conn, (d.alert_id for d in batch))
+            off = sms_off(conn)
         groups: dict[tuple[str, str], list[DeliveryRow]] = {}
         for d in batch:
             groups.setdefault((d.recipient, d.channel), []).append(d)
@@ -197,6 +221,9 @@ class Dispatcher:
                     self.worker_id, now=self.clock.now(),
                     delivery_ids=[d.delivery_id for g in ordered[i:] for d in g])
                 break
+            if rows[0].channel == SMS and rows[0].recipient in off:
+                self._failed(rows, opted_out(), report, None)
+                continue
             day = self.clock.now().astimezone(self.protocol.zone).date()
             message = render_digest([alerts[d.alert_id] for d in rows], on=day)
             report.digests += 1

@@ -26,6 +26,7 @@ import orjson
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from alerts.tables import deliveries as D
+from alerts.tables import sms_opt_outs as O
 from alerts.tables import worker_heartbeats as H
 from alerts.vocabulary import DeliveryStatus
 from events.store.tables import events as E
@@ -135,6 +136,8 @@ class WorkerHealth:
     lag_positions: int | None  # None: the projector has never run
     deliveries: dict[str, dict[str, int]] = field(default_factory=dict)  # channel → status → n
     channels_down: dict[str, str] = field(default_factory=dict)  # over the live workers
+    #: staff whose latest reply to the SMS number was an opt-out word (STOP …)
+    sms_opted_out: list[str] = field(default_factory=list)
 
     @property
     def alive(self) -> list[WorkerBeat]:
@@ -161,6 +164,8 @@ def worker_health(engine: Engine, now: datetime) -> WorkerHealth:
                 select(D.c.channel, D.c.status, func.count()).where(
                     D.c.status.in_(COUNTED_STATUSES)).group_by(D.c.channel, D.c.status)):
             counts.setdefault(channel, {s: 0 for s in COUNTED_STATUSES})[status] = int(n)
+        opted_out = sorted(r[0] for r in conn.execute(
+            select(O.c.staff_id).where(O.c.opted_out)))
     down: dict[str, str] = {}
     for w in workers:
         if w.alive:
@@ -168,7 +173,7 @@ def worker_health(engine: Engine, now: datetime) -> WorkerHealth:
                 down.setdefault(channel, reason)
     return WorkerHealth(now=now, workers=workers, lag_positions=lag,
                         deliveries=dict(sorted(counts.items())),
-                        channels_down=dict(sorted(down.items())))
+                        channels_down=dict(sorted(down.items())), sms_opted_out=opted_out)
 
 
 def _beat(row: dict[str, Any], now: datetime) -> WorkerBeat:

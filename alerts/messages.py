@@ -34,6 +34,8 @@ from tracker.alertkinds import AlertKind
 
 TRACKER_COMMAND = "tracker"  # a neutral alias: the real command name would name the disease
 SMS_LIMIT = 160
+#: the kind of a message about the alerting itself (not an alert: no ALERT_KINDS entry)
+NOTICE_KIND = "notice"
 
 #: Neutral label per alert kind: one label, or one per severity (warning → urgent = overdue).
 _OVERDUE = {Severity.INFO: "{} due", Severity.WARNING: "{} due", Severity.URGENT: "{} overdue"}
@@ -98,14 +100,36 @@ def label_for(kind: str, severity: str) -> str:
     return entry if isinstance(entry, str) else entry[severity]
 
 
-def render(alert: AlertLike, *, tracker_command: str = TRACKER_COMMAND) -> Message:
-    """The message for one alert. ``status`` is not shown (the worker decides what to send)."""
+def _code(alert: AlertLike, wanted: bool) -> str | None:
+    """The alert's acknowledgement code, when it has one (outbox rows do) and ``wanted``."""
+    code = getattr(alert, "ack_code", None) if wanted else None
+    return code if isinstance(code, str) and code.isalnum() and code.isascii() else None
+
+
+def _ack_lines(code: str | None, link: str | None) -> list[str]:
+    lines: list[str] = []
+    if link is not None:
+        lines += ["", "Open this alert to acknowledge it (after login; the link works once, "
+                      "for 24 hours):", f"    {link}"]
+    if code is not None:
+        lines += ["", f"Or reply OK {code} to the alert SMS number."]
+    return lines
+
+
+def render(alert: AlertLike, *, tracker_command: str = TRACKER_COMMAND,
+           link: str | None = None, reply_code: bool = True) -> Message:
+    """The message for one alert. ``status`` is not shown (the worker decides what to send).
+    With an acknowledgement code (and ``reply_code``: the channel can be replied to) the
+    SMS says ``Reply OK <code>``; ``link`` (a one-time signed link, e-mail only) is put in
+    the e-mail text."""
     severity = _check_severity(alert.severity)
     ref = check_patient_ref(alert.patient_ref)
     label = label_for(alert.kind, severity)
     word = SEVERITY_WORDS[severity]
     when = alert.due_on.isoformat()
-    sms = f"{word}: {label} for {ref}, {when}. Open the tracker for details."
+    code = _code(alert, reply_code)
+    sms = (f"{word}: {label} for {ref}, {when}. Reply OK {code} or open the tracker."
+           if code else f"{word}: {label} for {ref}, {when}. Open the tracker for details.")
     subject = f"[{word}] {ref}: {label} ({when})"
     lines = [
         f"{word}: {label} for patient reference {ref}.",
@@ -113,6 +137,7 @@ def render(alert: AlertLike, *, tracker_command: str = TRACKER_COMMAND) -> Messa
         f"Alert: {alert.alert_id}",
         "",
         *_open_tracker(ref, tracker_command),
+        *_ack_lines(code, link),
     ]
     if severity == Severity.URGENT:
         lines += ["", "If nobody acknowledges this alert in the tracker, it is escalated "
@@ -121,7 +146,8 @@ def render(alert: AlertLike, *, tracker_command: str = TRACKER_COMMAND) -> Messa
 
 
 def render_escalation(
-    alert: AlertLike, *, level: int, tracker_command: str = TRACKER_COMMAND
+    alert: AlertLike, *, level: int, tracker_command: str = TRACKER_COMMAND,
+    link: str | None = None, reply_code: bool = True,
 ) -> Message:
     """The message sent to escalation ``level`` (1, 2, …) for an unacknowledged alert.
 
@@ -132,7 +158,10 @@ def render_escalation(
     ref = check_patient_ref(alert.patient_ref)
     label = label_for(alert.kind, _check_severity(alert.severity))
     when = alert.due_on.isoformat()
-    sms = f"URGENT escalated L{level}: {label} for {ref}, {when}. Open the tracker."
+    code = _code(alert, reply_code)
+    sms = (f"URGENT escalated L{level}: {label} for {ref}, {when}. Reply OK {code} or open "
+           "the tracker." if code else
+           f"URGENT escalated L{level}: {label} for {ref}, {when}. Open the tracker.")
     subject = f"[URGENT] Escalated (level {level}): {ref}: {label} ({when})"
     lines = [
         f"URGENT: an alert was not acknowledged in time and is escalated to you "
@@ -142,6 +171,7 @@ def render_escalation(
         f"Alert: {alert.alert_id}",
         "",
         *_open_tracker(ref, tracker_command),
+        *_ack_lines(code, link),
     ]
     return _message(alert, MessageKind.ESCALATION, Severity.URGENT, subject, sms, lines)
 
@@ -195,6 +225,14 @@ def render_digest(
         severity=top,
         subject=subject, sms_text=_check_sms(sms), email_text="\n".join(body) + "\n",
         due_on=on)
+
+
+def render_notice(text: str, *, notice_id: str, on: date) -> Message:
+    """A message about the alerting itself (an opt-out notice to the roster owner, a test
+    message): no patient, nothing clinical; ``text`` must be ASCII and short."""
+    return Message(alert_id=notice_id, patient_ref="", kind=NOTICE_KIND,
+                   severity=Severity.INFO, subject=text[:78], sms_text=_check_sms(text),
+                   email_text=text + "\n", due_on=on)
 
 
 def _open_tracker(ref: str, command: str) -> list[str]:

@@ -21,13 +21,14 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from alerts.health import dead_workers
+from alerts.replies import new_code
 from alerts.roster import Route
 from alerts.rules import AlertSpec, KnownAlert, event_dedupe_key
 from alerts.tables import alerts as A
@@ -81,6 +82,7 @@ class AlertRow:
     closed_at: datetime | None
     closed_by: str | None
     close_reason: str | None
+    ack_code: str | None = None
 
     @property
     def patient_ref(self) -> str:  # what alerts.messages.render needs
@@ -216,6 +218,11 @@ class Outbox:
                             .limit(5))
         return [_alert(r) for r in rows]
 
+    def open_by_code(self, conn: Connection, code: str) -> list[AlertRow]:
+        """The open alerts whose acknowledgement code is ``code`` (normally one)."""
+        q = select(A).where(A.c.status == OPEN, A.c.ack_code == code).order_by(A.c.alert_id)
+        return [_alert(r) for r in conn.execute(q)]
+
     def deliveries(self, conn: Connection, alert_ids: Iterable[str] | None = None
                    ) -> list[DeliveryRow]:
         q = select(D).order_by(D.c.created_at, D.c.level, D.c.recipient, D.c.channel)
@@ -235,6 +242,7 @@ class Outbox:
             "item": spec.item, "due_on": spec.due_on, "fires_at": spec.fires_at,
             "cause_event_ids": orjson.dumps(list(spec.cause_event_ids)).decode(),
             "status": OPEN, "level": 0, "raised_at": now, "raised_by": by,
+            "ack_code": self._free_code(writer.conn),
         }
         stmt = self.store.recorder.insert_if_absent(A, values, ["dedupe_key"]).returning(
             A.c.alert_id)
@@ -248,6 +256,15 @@ class Outbox:
             due_at=spec.fires_at, dedupe_key=event_dedupe_key(spec.dedupe_key),
             cause_event_ids=list(spec.cause_event_ids), rule=spec.item)], now, by)
         return alert_id
+
+    def _free_code(self, conn: Connection) -> str:
+        """An acknowledgement code no open alert has (one indexed look-up per try)."""
+        for _ in range(50):
+            code = new_code(())
+            if conn.execute(select(A.c.alert_id).where(
+                    A.c.status == OPEN, A.c.ack_code == code).limit(1)).first() is None:
+                return code
+        raise RuntimeError("no free acknowledgement code after 50 attempts")
 
     def _add_deliveries(self, conn: Connection, alert_id: str, routes: Sequence[Route], *,
                         level: int, mode: str, not_before: datetime, now: datetime) -> int:
@@ -286,9 +303,12 @@ class Outbox:
         return True
 
     def acknowledge(self, writer: Writer, alert_id: str, *, by: str, note: str | None,
-                    now: datetime) -> AlertRow:
+                    now: datetime, via: Literal["sms", "link"] | None = None,
+                    provider_id: str | None = None) -> AlertRow:
         """Acknowledge an open alert: its escalation and retries stop. Returns the row as
-        it was (its status tells the caller whether anything changed)."""
+        it was (its status tells the caller whether anything changed). ``via`` and
+        ``provider_id`` record an acknowledgement by SMS reply (its message SID) or by
+        e-mail link."""
         alert = self.lock(writer.conn, [alert_id])[alert_id]
         if alert.status != OPEN:
             return alert
@@ -296,8 +316,9 @@ class Outbox:
         writer.conn.execute(update(A).where(A.c.alert_id == alert_id).values(
             status=ACKNOWLEDGED, escalate_at=None, closed_at=now, closed_by=by,
             close_reason=None))
-        self.append(writer, alert_id, [AlertAcknowledged(alert_id=alert_id, by=by, note=note)],
-                    now, by)
+        self.append(writer, alert_id, [AlertAcknowledged(
+            alert_id=alert_id, by=by, note=note, via=via,
+            provider_id=(provider_id or None) and provider_id[:200])], now, by)
         return alert
 
     # ----------------------------------------------------------------- claiming

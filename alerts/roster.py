@@ -23,6 +23,11 @@ Format (see ``examples/roster.toml``)::
     chain = ["rheumatologist", "on_call_consultant"]
     delay_minutes = 60              # optional: at most the protocol's escalation_minutes
 
+Optional (issue 13): ``owner = "<staff id>"`` before the first table (told of SMS
+opt-outs), and on-call schedules per role — ``[[rotation]]``, ``[[shift]]``,
+``[[override]]`` in the centre's local time (see :mod:`alerts.oncall`,
+``examples/roster-oncall.toml`` and ``docs/alerts-oncall.md``).
+
 Rules, checked by :func:`load_roster` (each failure is a :class:`~alerts.errors.RosterError`
 with the line of the offending key, or of its ``[[staff]]`` / ``[routing]`` header):
 unique staff ids; E.164 phones that ``phonenumbers`` knows as valid numbers; e-mail
@@ -32,8 +37,9 @@ at least one person; every severity routable (its own entry or ``default``).
 
 **[reading]** Routing precedence: a kind entry wins over a severity entry, which wins over
 ``default`` (no union), so a centre can route one kind precisely.
-**[reading]** Within a role, the members marked ``on_call`` receive the alert; when none
-of them is on call, every member of the role does (an alert is never routed to nobody).
+**[reading]** Within a role, who the schedule puts on call at the alert's instant
+receives the alert; when no entry covers it, the members marked ``on_call``; when none of
+them is on call, every member of the role does (an alert is never routed to nobody).
 **[reading]** ``level`` 0 is the first delivery (routing); level ``n`` ≥ 1 is the n-th
 escalation step and goes to ``chain[n - 1]``; :meth:`Roster.next_role` (``level``) is the
 role an alert currently at ``level`` escalates to, ``None`` at the end of the chain.
@@ -45,6 +51,7 @@ import re
 import tomllib
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -55,6 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from alerts.channels.base import SEVERITIES, Recipient, Severity, is_address, is_e164
 from alerts.errors import RosterError
 from alerts.messages import ALERT_KINDS
+from alerts.oncall import Rotation, Schedule, Shift
 
 ChannelName = Literal["sms", "email", "console"]
 STAFF_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -227,6 +235,10 @@ class Roster(BaseModel):
     staff: tuple[StaffMember, ...] = Field(min_length=1)
     routing: Routing
     escalation: Escalation = Escalation()
+    #: the staff id told when someone's SMS opt-out changes (None: nobody is told)
+    owner: str | None = None
+    #: on-call rotations, shifts and overrides (alerts/oncall.py); empty: on_call flags
+    schedule: Schedule = Schedule()
 
     @model_validator(mode="after")
     def _consistent(self) -> Roster:
@@ -245,9 +257,18 @@ class Roster(BaseModel):
                 return member
         raise KeyError(staff_id)
 
-    def members_with(self, role: str) -> list[StaffMember]:
-        """The on-call members of ``role``, or all its members when nobody is on call."""
+    def members_with(self, role: str, at: datetime | None = None,
+                     zone: tzinfo | None = None) -> list[StaffMember]:
+        """Who is on call for ``role`` at the instant ``at`` by the schedule (in ``zone``,
+        the centre's); when the schedule names nobody (or no instant is given), the
+        members flagged ``on_call``, or all its members when nobody is flagged."""
         members = [m for m in self.staff if role in m.roles]
+        if at is not None and self.schedule:
+            if zone is None:
+                raise ValueError("a schedule needs the centre's time zone")
+            scheduled = self.schedule.on_call(role, at, zone)
+            if scheduled:
+                return [self.member(staff_id) for staff_id in scheduled]
         on_call = [m for m in members if m.on_call]
         return on_call or members
 
@@ -264,28 +285,34 @@ class Roster(BaseModel):
         chain = self.escalation.chain
         return (chain[level - 1],) if level <= len(chain) else ()
 
-    def recipients_for(self, kind: str, severity: str, level: int = 0) -> list[StaffMember]:
-        """The staff to notify for an alert of ``kind``/``severity`` at ``level``, deduplicated
-        in routing order; empty once ``level`` is past the end of the escalation chain."""
+    def recipients_for(self, kind: str, severity: str, level: int = 0, *,
+                       at: datetime | None = None, zone: tzinfo | None = None
+                       ) -> list[StaffMember]:
+        """The staff to notify for an alert of ``kind``/``severity`` at ``level`` (on call
+        at ``at``), deduplicated in routing order; empty once ``level`` is past the end of
+        the escalation chain."""
         chosen: dict[str, StaffMember] = {}
         for role in self.roles_for(kind, severity, level):
-            for member in self.members_with(role):
+            for member in self.members_with(role, at, zone):
                 chosen.setdefault(member.id, member)
         return list(chosen.values())
 
     def routes(self, kind: str, severity: str, level: int,
-               available: Collection[str]) -> list[Route]:
-        """One route per person named for ``kind``/``severity`` at ``level``, by their
-        preferred channel when this worker has it, else another channel they can be
-        reached by, else the local fallback (file, then console).
+               available: Collection[str], *, at: datetime | None = None,
+               zone: tzinfo | None = None, sms_off: Collection[str] = ()) -> list[Route]:
+        """One route per person named for ``kind``/``severity`` at ``level`` (on call at
+        ``at``), by their preferred channel when this worker has it, else another channel
+        they can be reached by, else the local fallback (file, then console). Staff in
+        ``sms_off`` (they replied STOP) are not routed by SMS.
 
         **[reading]** A person whose channels are all unconfigured here (a development
         set-up with neither Twilio nor SMTP) is reached through the console/file fallback
         rather than not at all."""
         fallback = next((c for c in FALLBACK_CHANNELS if c in available), None)
         out: list[Route] = []
-        for member in self.recipients_for(kind, severity, level):
-            channel = next((c for c in member.channels() if c in available), fallback)
+        for member in self.recipients_for(kind, severity, level, at=at, zone=zone):
+            channel = next((c for c in member.channels() if c in available
+                            and not (c == "sms" and member.id in sms_off)), fallback)
             if channel is not None:
                 out.append(Route(member.id, channel))
         return out
@@ -322,6 +349,18 @@ def _cross_check(roster: Roster) -> tuple[Path_, str] | None:
     for where, role in named:
         if role not in held:
             return where, f"role {role!r} is routed to but no staff member has it"
+    if roster.owner is not None and roster.owner not in seen:
+        return ("owner",), f"owner {roster.owner!r} is not a staff id of the roster"
+    for section, index, role, members in roster.schedule.entries():
+        if role not in held:
+            return (section, index, "role"), (
+                f"role {role!r} is scheduled but no staff member has it")
+        for staff_id in members:
+            key = "members" if section == "rotation" else "member"
+            if staff_id not in seen:
+                return (section, index, key), f"{staff_id!r} is not a staff id of the roster"
+            if role not in roster.member(staff_id).roles:
+                return (section, index, key), f"{staff_id!r} does not hold the role {role!r}"
     for severity in SEVERITIES:
         if severity not in routing.severity and not routing.default:
             return ("routing",), (
@@ -350,7 +389,7 @@ def parse_roster(text: str) -> Roster:
         reason = message[: match.start()].strip() if match else message
         raise RosterError(line, f"not valid TOML: {reason}") from None
     where = _Locator(text)
-    unknown = sorted(set(data) - {"staff", "routing", "escalation"})
+    unknown = sorted(set(data) - {"staff", "routing", "escalation", "owner", *_SCHEDULE})
     if unknown:
         raise RosterError(where.line((unknown[0],)), f"unknown section {unknown[0]!r}")
     staff = data.get("staff")
@@ -371,8 +410,12 @@ def parse_roster(text: str) -> Roster:
     routing = _section(Routing, "routing", data, where)
     escalation = _section(Escalation, "escalation", data, where) or Escalation()
     assert routing is not None
+    owner = data.get("owner")
+    if owner is not None and not isinstance(owner, str):
+        raise RosterError(where.line(("owner",)), "owner must be a staff id (a string)")
     roster = Roster.model_construct(
-        staff=tuple(members), routing=routing, escalation=escalation)
+        staff=tuple(members), routing=routing, escalation=escalation, owner=owner,
+        schedule=_schedule(data, where))
     problem = _cross_check(roster)
     if problem is not None:
         raise RosterError(where.line(problem[0]), problem[1])
@@ -380,6 +423,26 @@ def parse_roster(text: str) -> Roster:
 
 
 _Section = TypeVar("_Section", bound=BaseModel)
+_SCHEDULE: dict[str, type[BaseModel]] = {"rotation": Rotation, "shift": Shift, "override": Shift}
+
+
+def _schedule(data: dict[str, Any], where: _Locator) -> Schedule:
+    """The ``[[rotation]]``, ``[[shift]]`` and ``[[override]]`` entries, line-precise."""
+    parts: dict[str, list[Any]] = {}
+    for name, model in _SCHEDULE.items():
+        entries = data.get(name, [])
+        if not isinstance(entries, list):
+            raise RosterError(where.line((name,)), f"{name} must be [[{name}]] tables")
+        parts[name] = []
+        for index, entry in enumerate(entries):
+            try:
+                parts[name].append(model.model_validate(entry))
+            except ValidationError as exc:
+                loc, msg = _first(exc)
+                field = f"{loc[0]}: " if loc else ""
+                raise RosterError(where.line((name, index, *loc)),
+                                  f"[[{name}]] entry #{index + 1}: {field}{msg}") from None
+    return Schedule.model_validate(parts)
 
 
 def _section(model: type[_Section], name: str, data: dict[str, Any],
@@ -445,11 +508,11 @@ class _Locator:
 
     def line(self, path: Iterable[str | int]) -> int | None:
         parts = list(path)
-        if len(parts) >= 2 and parts[0] == "staff" and isinstance(parts[1], int):
-            block = self._block("staff", parts[1])
+        if len(parts) >= 2 and isinstance(parts[0], str) and isinstance(parts[1], int):
+            block = self._block(parts[0], parts[1])
             keys = [p for p in parts[2:3] if isinstance(p, str)]
             keyed = self._key(block, keys[0]) if keys else None
-            return keyed or (block[0] if block else self._top_key("staff"))
+            return keyed or (block[0] if block else self._top_key(parts[0]))
         names = [str(p) for p in parts]
         fallback: int | None = None
         for cut in range(len(names), 0, -1):

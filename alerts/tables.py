@@ -14,6 +14,7 @@ never repeated blindly); ``cancelled`` when the alert is acknowledged or cancell
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Date,
     ForeignKey,
@@ -54,8 +55,11 @@ alerts = Table(
     Column("closed_at", UTCDateTime(), nullable=True),
     Column("closed_by", String(128), nullable=True),
     Column("close_reason", String(200), nullable=True),
+    # the short code an SMS reply "OK <code>" acknowledges with (unique among open alerts)
+    Column("ack_code", String(8), nullable=True),
 )
 Index("ix_alerts_status_escalate_at", alerts.c.status, alerts.c.escalate_at)
+Index("ix_alerts_ack_code", alerts.c.ack_code)
 
 deliveries = Table(
     "alert_deliveries", metadata,
@@ -106,4 +110,26 @@ worker_heartbeats = Table(
     Column("cycle_ended_at", UTCDateTime(), nullable=True),
     Column("channels_down", Text, nullable=False),
     Column("stopped_at", UTCDateTime(), nullable=True),
+)
+
+#: one row per staff member who ever replied an opt-out word (STOP…) or an opt-in word
+#: (START…) to the SMS number; ``opted_out`` is the latest. The events say why and when
+#: (stream ``staff:<id>``); ``owner_told_at`` is set once the roster owner was told.
+sms_opt_outs = Table(
+    "sms_opt_outs", metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("opted_out", Boolean, nullable=False),
+    Column("word", String(16), nullable=False),
+    Column("provider_id", String(64), nullable=True),
+    Column("changed_at", UTCDateTime(), nullable=False),
+    Column("owner_told_at", UTCDateTime(), nullable=True),
+)
+
+#: the one-time e-mail links that were opened (their ``jti``): a second opening is refused
+alert_link_uses = Table(
+    "alert_link_uses", metadata,
+    Column("jti", String(32), primary_key=True),
+    Column("alert_id", String(36), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=False),
+    Column("used_by", String(128), nullable=False),
 )

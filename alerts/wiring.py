@@ -18,8 +18,9 @@ from datetime import datetime
 from alerts.channels.base import Channel
 from alerts.channels.console import ConsoleChannel, FileChannel, TeeChannel
 from alerts.channels.smtp_email import SmtpEmailChannel
-from alerts.channels.twilio_sms import TwilioSmsChannel
+from alerts.channels.twilio_sms import MESSAGING_SERVICE_RE, TwilioSmsChannel
 from alerts.errors import RosterError
+from alerts.links import LinkSigner
 from alerts.roster import Roster, load_roster
 from alerts.worker import AlertWorker
 from tracker.bootstrap import App
@@ -36,19 +37,27 @@ DEVELOPMENT_ROSTER = Roster.model_validate({
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
     channels: dict[str, Channel] = {}
+    service = settings.twilio_messaging_service_sid
+    sender = settings.twilio_from_number
+    if service is None and sender is not None and MESSAGING_SERVICE_RE.fullmatch(sender):
+        service, sender = sender, None  # a Messaging Service SID given as the sender
     twilio = {"CNO_TRACKER_TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
               "CNO_TRACKER_TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
-              "CNO_TRACKER_TWILIO_FROM_NUMBER": settings.twilio_from_number}
+              # a Messaging Service SID stands in for the from number
+              "CNO_TRACKER_TWILIO_FROM_NUMBER": sender or service}
     if any(v is not None for v in twilio.values()):
         missing = [k for k, v in twilio.items() if v is None]
         if missing:
+            missing = [k if k != "CNO_TRACKER_TWILIO_FROM_NUMBER" else
+                       f"{k} (or CNO_TRACKER_TWILIO_MESSAGING_SERVICE_SID)" for k in missing]
             raise ConfigurationError(f"SMS alerts need {', '.join(missing)} as well")
         assert settings.twilio_account_sid and settings.twilio_auth_token
-        assert settings.twilio_from_number
         try:
             channels["sms"] = TwilioSmsChannel(
                 settings.twilio_account_sid, settings.twilio_auth_token,
-                settings.twilio_from_number, base_url=settings.twilio_base_url,
+                sender if service is None else None,
+                messaging_service_sid=service, base_url=settings.twilio_base_url,
+                urgent_validity_seconds=settings.twilio_urgent_validity_seconds,
                 status_callback=status_callback_url(settings.public_url))
         except ValueError as exc:
             raise ConfigurationError(f"Twilio settings: {exc}") from None
@@ -93,6 +102,17 @@ def build_roster(settings: Settings) -> Roster:
         raise ConfigurationError(f"roster {settings.roster_file}: {exc}") from None
 
 
+def build_links(settings: Settings) -> LinkSigner | None:
+    """The signer of e-mail acknowledgement links: needs ``CNO_TRACKER_PUBLIC_URL`` and
+    ``CNO_TRACKER_LINK_KEY``; without either, e-mails carry no link."""
+    if settings.public_url is None or settings.link_key is None:
+        return None
+    try:
+        return LinkSigner(settings.link_key.get_secret_value().encode(), settings.public_url)
+    except ValueError as exc:
+        raise ConfigurationError(f"CNO_TRACKER_LINK_KEY: {exc}") from None
+
+
 def parse_now(text: str) -> datetime:
     """An ISO 8601 instant with its offset (``--now``)."""
     try:
@@ -117,5 +137,6 @@ def build_worker(app: App, *, worker_id: str | None = None, batch_size: int = 10
         channels if channels is not None else build_channels(app.settings),
         roster if roster is not None else build_roster(app.settings),
         worker_id=worker_id, batch_size=batch_size, lease_seconds=lease_seconds,
-        poll_seconds=poll_seconds, receipt_poll_seconds=app.settings.receipt_poll_seconds,
+        poll_seconds=poll_seconds, links=build_links(app.settings),
+        receipt_poll_seconds=app.settings.receipt_poll_seconds,
         receipt_poll_batch=app.settings.receipt_poll_batch)

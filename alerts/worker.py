@@ -41,6 +41,9 @@ from alerts.channels.base import Channel
 from alerts.dispatch import Dispatcher, DispatchReport, RetryPolicy, logfmt
 from alerts.errors import WorkerAlreadyRunning, WorkerConfigurationError
 from alerts.health import Heartbeat
+from alerts.links import LinkSigner
+from alerts.notices import tell_owner
+from alerts.optouts import sms_off
 from alerts.outbox import Escalation, Outbox
 from alerts.polling import DEFAULT_BATCH as DEFAULT_POLL_BATCH
 from alerts.polling import MessageLookup, PollReport, ReceiptPoller
@@ -141,6 +144,7 @@ class AlertWorker:
                  retry: RetryPolicy | None = None,
                  rand: Callable[[], float] = random.random,
                  heartbeat_seconds: float = 5.0, wall: Clock | None = None,
+                 links: LinkSigner | None = None,
                  receipt_poll_seconds: float | None = None,
                  receipt_poll_batch: int = DEFAULT_POLL_BATCH,
                  wake_seconds: float = 1.0) -> None:
@@ -178,7 +182,7 @@ class AlertWorker:
         self.dispatcher = Dispatcher(
             self.outbox, self.channels, roster, clock, protocol, worker_id=self.worker_id,
             batch_size=batch_size, lease=timedelta(seconds=lease_seconds), retry=retry,
-            rand=rand, stop=self.stop_event, wall=self.wall, policy=self.policy)
+            rand=rand, stop=self.stop_event, wall=self.wall, policy=self.policy, links=links)
         #: delivery receipts by polling (alerts/polling.py): only with an SMS channel that
         #: can read messages back, and when asked for (``receipt_poll_seconds``)
         self.receipts = ReceiptBook(self.outbox, roster, policy=self.policy,
@@ -257,6 +261,7 @@ class AlertWorker:
             patients = sorted({a.patient for a in known.values()
                                if a.status == AlertStatus.OPEN})
             evaluated = patients_with_status(conn, patients)
+            off = sms_off(conn)
         decided = plan(rows, present, known, now=now, protocol=self.protocol,
                        evaluated=evaluated)
         report = EvaluationReport(too_old=decided.too_old)
@@ -265,11 +270,15 @@ class AlertWorker:
             chunk = decided.raise_[i:i + _RAISE_CHUNK]
             with self.outbox.transaction() as writer:
                 for spec in chunk:
-                    routes = self.roster.routes(spec.kind, spec.severity, 0, available)
+                    not_before = send_not_before(spec, now, self.protocol.zone,
+                                                 self.protocol.digest_hour)
+                    # who is on call when it goes out: now, or at the digest's instant
+                    routes = self.roster.routes(
+                        spec.kind, spec.severity, 0, available,
+                        at=now if spec.urgent else max(now, not_before),
+                        zone=self.protocol.zone, sms_off=off)
                     alert_id = self.outbox.raise_alert(
-                        writer, spec, routes, now=now, by=self.by,
-                        not_before=send_not_before(spec, now, self.protocol.zone,
-                                                   self.protocol.digest_hour))
+                        writer, spec, routes, now=now, by=self.by, not_before=not_before)
                     if alert_id is None:
                         report.duplicates += 1
                         continue
@@ -311,18 +320,30 @@ class AlertWorker:
         """The chain as data: ``steps[level]`` takes an alert from ``level`` to the next
         role (the roster's routes for it, the policy's next instant)."""
         available = set(self.channels)
+        with self.store.engine.connect() as conn:
+            off = sms_off(conn)
         steps = []
         for level, role in enumerate(self.roster.escalation.chain):
-            # escalation levels route by the chain alone, whatever the kind and severity
+            # escalation levels route by the chain alone, whatever the kind and severity,
+            # to whoever is on call at the escalation's instant
             routes = self.roster.routes(MessageKind.ESCALATION, Severity.URGENT, level + 1,
-                                        available)
+                                        available, at=now, zone=self.protocol.zone,
+                                        sms_off=off)
             further = self.roster.next_role(level + 1) is not None
             steps.append(Escalation(role, tuple(routes), self.policy.escalate_at(
                 EscalationTrigger.ESCALATED, now, further=further)))
         return steps
 
     def dispatch(self) -> DispatchReport:
-        return self.dispatcher.dispatch()
+        report = self.dispatcher.dispatch()
+        if not self.stop_event.is_set():
+            self.tell_owner()
+        return report
+
+    def tell_owner(self) -> int:
+        """Tell the roster owner of SMS opt-outs and opt-ins replied since the last cycle."""
+        return tell_owner(self.store, self.roster, self.channels, now=self.clock.now(),
+                          zone=self.protocol.zone, by=self.by, down=self.dispatcher.down)
 
     def digest(self) -> DispatchReport:
         return self.dispatcher.dispatch_digest()

@@ -49,6 +49,19 @@ class Databases:
             upgrade(url)
         return url
 
+    def drop(self, url: str) -> None:
+        """Drop one database made by :meth:`fresh` before the end (SQLite: remove the file)."""
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{parsed.database}{suffix}").unlink(missing_ok=True)
+            return
+        name = parsed.database
+        with self.admin().connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if name in self.names:
+            self.names.remove(name)
+
     def close(self) -> None:
         if self._admin is None:
             return

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.import_memory                       # 1,000,000 lines
     .venv/bin/python -m bench.import_memory --lines 100000 --backends sqlite
 
-Writes a JSON Lines file of ``--lines`` generated events (``tracker.generate``: realistic
+Writes a JSON Lines file of ``--lines`` generated events (``tracker.synthetic``: realistic
 lines, patient by patient), imports it with the CLI as a child process into a fresh,
 migrated database per backend, and reports the child's peak resident set size (its
 ``ru_maxrss`` from ``wait4``: the kernel's own high-water mark, start-up included) with
@@ -26,7 +26,7 @@ from pathlib import Path
 import orjson
 
 from bench.databases import Databases
-from tracker.generate import generate_cohort
+from tracker.synthetic import generate_cohort
 
 TARGET_MB = 300
 CLI = str(Path(sys.executable).parent / "cno-tracker")

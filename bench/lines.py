@@ -29,9 +29,9 @@ from events.store import EventStore
 from events.store.engine import make_engine
 from tracker import db
 from tracker.clock import SystemClock
-from tracker.generate import generate_cohort
 from tracker.importing import import_lines
 from tracker.protocol import DEFAULT_PROTOCOL
+from tracker.synthetic import generate_cohort
 
 
 def rates(lines: list[bytes], decoders: list[Callable[[bytes], object]],

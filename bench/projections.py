@@ -19,7 +19,7 @@ Measures, mainly on PostgreSQL (SQLite at a small size alongside):
    the largest size), at growing cohort sizes in a database of its own
    (``--replay-sizes``; ``--replay-only`` runs nothing else).
 
-The cohort comes from ``tracker.generate`` (a smaller cohort is a prefix of a larger one with
+The cohort comes from ``tracker.synthetic`` (a smaller cohort is a prefix of a larger one with
 the same seed), imported with ``import_lines``. The bench clock is fixed at the moment the run
 starts, so the CLI (which uses the system clock) finds the read model current. PostgreSQL
 databases are named ``cno_bench_proj_<pid>_<what>`` and dropped at the end; SQLite lives in a
@@ -54,7 +54,6 @@ from bench.databases import Databases
 from events.store import EventStore
 from events.store.engine import make_engine
 from tracker.clock import FixedClock, SystemClock
-from tracker.generate import generate_cohort
 from tracker.importing import import_lines
 from tracker.protocol import DEFAULT_PROTOCOL
 from tracker.readmodel import (
@@ -65,6 +64,7 @@ from tracker.readmodel import (
     projector_checkpoints,
 )
 from tracker.status import evaluate
+from tracker.synthetic import generate_cohort
 from tracker.worklist import SOON_DAYS, worklist
 
 ROOT = Path(__file__).resolve().parent.parent

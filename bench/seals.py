@@ -26,11 +26,11 @@ from bench.databases import Databases
 from events.store import EventStore
 from events.store.engine import make_engine
 from tracker.clock import FixedClock
-from tracker.generate import generate_cohort
 from tracker.importing import import_lines
 from tracker.protocol import DEFAULT_PROTOCOL
 from tracker.sealing import check_seal, make_seal, missing_protections
 from tracker.seals import SealKeys
+from tracker.synthetic import generate_cohort
 
 PG_URL = os.environ.get("CNO_TEST_POSTGRES_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -139,10 +139,10 @@ def _simple_lines(seed: int, n: int) -> Iterator[dict[str, Any]]:
 
 
 def cohort_lines(seed: int, n: int, generator: str) -> Iterator[bytes]:
-    """``n`` interchange lines: ``tracker.generate.generate_cohort`` when present."""
+    """``n`` interchange lines: ``tracker.synthetic.generate_cohort`` when present."""
     if generator == "cohort":
         try:
-            from tracker.generate import generate_cohort
+            from tracker.synthetic import generate_cohort
         except ImportError:
             generator = "simple"
     source: Iterable[dict[str, Any]] = (
@@ -681,7 +681,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--import-events", type=int, help="lines in the import file (default 50000)")
     p.add_argument("--read-sizes", help="comma-separated log sizes (default 50000,200000)")
     p.add_argument("--generator", choices=("cohort", "simple"), default="cohort",
-                   help="tracker.generate.generate_cohort, or the bench's own simple lines")
+                   help="tracker.synthetic.generate_cohort, or the bench's own simple lines")
     p.add_argument("--no-diagnostics", action="store_true",
                    help="skip the diagnostic rows (ours-noping, ours-rows)")
     p.add_argument("--no-tracemalloc", action="store_true",

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.web             # 10,000 patients, 20 clients, 10,000 requests
     .venv/bin/python -m bench.web --quick     # 1,000 patients, 2,000 requests (a smoke run)
 
-On PostgreSQL: a cohort made by ``tracker.generate`` is imported and folded into the read
+On PostgreSQL: a cohort made by ``tracker.synthetic`` is imported and folded into the read
 model, 20 staff accounts are made (argon2id with the default parameters), and
 ``cno-tracker web`` is started as its own process on a free loopback port. Then 20 client
 threads, each logged in through ``POST /login``, send a mix of pages:
@@ -49,10 +49,10 @@ from events.store import EventStore
 from events.store.engine import make_engine
 from tracker.accounts import Accounts
 from tracker.clock import FixedClock, SystemClock
-from tracker.generate import generate_cohort
 from tracker.importing import import_lines
 from tracker.protocol import DEFAULT_PROTOCOL
 from tracker.readmodel import StatusProjector
+from tracker.synthetic import generate_cohort
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"

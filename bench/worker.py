@@ -5,7 +5,7 @@
 
 Measures on PostgreSQL:
 
-1. **Evaluation cycle.** A cohort made by ``tracker.generate`` (10,000 patients, about 62
+1. **Evaluation cycle.** A cohort made by ``tracker.synthetic`` (10,000 patients, about 62
    events each), imported with ``tracker.importing.import_lines``, folded once by the
    projector and given one warm-up cycle (it raises what fell due in the look-back window).
    Then ``AlertWorker.run_once()`` (catch up → evaluate → escalate → dispatch) is timed
@@ -66,9 +66,9 @@ from events.store import EventStore
 from events.store.engine import make_engine
 from tests.support.roster import NURSE_AND_RHEUMATOLOGIST
 from tracker.clock import FixedClock
-from tracker.generate import generate_cohort
 from tracker.importing import import_lines
 from tracker.protocol import DEFAULT_PROTOCOL
+from tracker.synthetic import generate_cohort
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"

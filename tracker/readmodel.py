@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from itertools import repeat
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import (
@@ -73,6 +73,7 @@ PROJECTOR_LOCK_KEY = 0x434E4F5052  # "CNOPR": one projector at a time on Postgre
 _CHUNK = 400
 
 
+T = TypeVar("T")
 PARALLEL_MIN = 200  # fewer touched patients are folded in-process (a pool costs ~1 s)
 
 
@@ -129,6 +130,7 @@ class StatusProjector:
         #: processes that evaluate in parallel when a catch-up touches many patients
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_size = 0
 
     def today(self) -> date:
         return self.clock.now().astimezone(self.protocol.zone).date()
@@ -179,25 +181,29 @@ class StatusProjector:
 
     def _evaluate_many(self, streams: Sequence[str], on: date) -> Rows:
         """Evaluate patients, in worker processes when there are many (PostgreSQL)."""
-        chunks = [streams[i:i + _CHUNK] for i in range(0, len(streams), _CHUNK)]
         if (self.workers <= 1 or len(streams) < PARALLEL_MIN
                 or not self.store.recorder.concurrent_writers):
-            parts = [self._evaluate_streams(chunk, on) for chunk in chunks]
-        else:
-            per = max(1, -(-len(streams) // self.workers))
-            chunks = [list(streams[i:i + per]) for i in range(0, len(streams), per)]
-            parts = list(self._workers().map(_evaluate_chunk, repeat(self._url()),
-                                             repeat(self.protocol.model_dump_json()),
-                                             repeat(on), chunks))
-        return Rows.merge(parts)
+            return Rows.merge(self._evaluate_streams(streams[i:i + _CHUNK], on)
+                              for i in range(0, len(streams), _CHUNK))
+        per = max(1, -(-len(streams) // self.workers))
+        parts = [list(streams[i:i + per]) for i in range(0, len(streams), per)]
+        return Rows.merge(self._in_processes(_evaluate_chunk, on, parts, self.workers))
+
+    def _in_processes(self, fn: Callable[[str, str, date, list[str]], T], on: date,
+                      chunks: Sequence[list[str]], workers: int) -> Iterator[T]:
+        """The one process-pool path: ``fn(url, protocol, on, chunk)`` for each chunk, in
+        ``workers`` spawned processes that open their own engine (nothing but stream names
+        crosses the pipe). The pool lives until :meth:`close` or a different size."""
+        if self._pool is not None and self._pool_size != workers:
+            self.close()
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+            self._pool_size = workers
+        return self._pool.map(fn, repeat(self._url()), repeat(self.protocol.model_dump_json()),
+                              repeat(on), chunks)
 
     def _url(self) -> str:
         return self.engine.url.render_as_string(hide_password=False)
-
-    def _workers(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
-        return self._pool
 
     def close(self) -> None:
         """Stop the worker processes, if any were started."""
@@ -271,23 +277,18 @@ class StatusProjector:
             conn.execute(delete(patient_status))
             self._save_checkpoint(conn, START)
         streams = self.store.patient_streams()
-        chunks = [streams[i:i + _CHUNK] for i in range(0, len(streams), _CHUNK)]
-        if workers > 1 and len(chunks) > 1 and self.store.recorder.concurrent_writers:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                done = pool.map(_refold_chunk, repeat(self._url()),
-                                repeat(self.protocol.model_dump_json()), repeat(on), chunks)
-                for patients, events in done:
-                    report.patients += patients
-                    report.events += events
-                    if progress is not None:
-                        progress(patients)
-        else:
-            for chunk in chunks:
-                patients, events = self.refold(chunk, on)
-                report.patients += patients
-                report.events += events
-                if progress is not None:
-                    progress(patients)
+        chunks = [list(streams[i:i + _CHUNK]) for i in range(0, len(streams), _CHUNK)]
+        parallel = workers > 1 and len(chunks) > 1 and self.store.recorder.concurrent_writers
+        done: Iterable[tuple[int, int]] = (
+            self._in_processes(_refold_chunk, on, chunks, workers) if parallel
+            else (self.refold(chunk, on) for chunk in chunks))
+        for patients, events in done:
+            report.patients += patients
+            report.events += events
+            if progress is not None:
+                progress(patients)
+        if parallel and workers != self.workers:
+            self.close()  # a rebuild's own pool size: not kept for catch-ups
         with self.engine.begin() as conn:
             self._save_checkpoint(conn, tail)
 

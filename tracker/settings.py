@@ -49,6 +49,14 @@ def weak_secrets(settings: Settings) -> list[str]:
             and not TWILIO_AUTH_TOKEN_RE.fullmatch(token.get_secret_value()):
         out.append("CNO_TRACKER_TWILIO_AUTH_TOKEN is not a Twilio auth token "
                    "(32 hexadecimal digits)")
+    service = settings.twilio_messaging_service_sid
+    if service is not None and not TWILIO_MESSAGING_SERVICE_RE.fullmatch(service):
+        out.append("CNO_TRACKER_TWILIO_MESSAGING_SERVICE_SID is not a Messaging Service SID "
+                   "('MG' and 32 hexadecimal digits)")
+    key = settings.link_key
+    if key is not None and (is_placeholder(key.get_secret_value())
+                            or len(key.get_secret_value()) < 32):
+        out.append("CNO_TRACKER_LINK_KEY is a placeholder or shorter than 32 characters")
     sender = settings.twilio_from_number
     if sender is not None and not is_placeholder(sender) and not (
             E164_RE.fullmatch(sender) or TWILIO_MESSAGING_SERVICE_RE.fullmatch(sender)):
@@ -76,6 +84,13 @@ class Settings(BaseSettings):
     twilio_auth_token: SecretStr | None = None
     twilio_from_number: str | None = None
     twilio_base_url: str | None = None  # a Twilio-compatible endpoint (tests, proxies)
+    # issue 13 (replies): a Messaging Service instead of a from number; urgent SMS expire
+    twilio_messaging_service_sid: str | None = None
+    twilio_urgent_validity_seconds: int = Field(default=900, ge=1, le=36000)
+    #: where staff reach the web application (links in e-mail, Twilio's webhook URLs)
+    public_url: str | None = None
+    #: signs the one-time acknowledgement links in e-mail (at least 16 characters)
+    link_key: SecretStr | None = None
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_security: Literal["none", "starttls", "ssl"] = "starttls"
@@ -83,9 +98,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_sender: str | None = None
     smtp_timeout_seconds: float = 10.0
-    # delivery receipts (docs/delivery-receipts.md): where Twilio posts message statuses
-    # (PUBLIC_URL + /twilio/status; unset: no callbacks, polling only) and the polling
-    public_url: str | None = None
+    # delivery receipts (docs/delivery-receipts.md): Twilio posts message statuses to
+    # public_url + /twilio/status (unset: no callbacks, polling only); the polling
     receipt_poll_seconds: float = Field(default=60.0, gt=0)
     receipt_poll_batch: int = Field(default=50, ge=1, le=1000)
 

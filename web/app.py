@@ -24,6 +24,7 @@ from tracker.bootstrap import App
 from web.charts import ChartCache
 from web.deps import GUARDS, Forbidden, LoginRequired, WebContext, current_principal
 from web.health import Health, HeartbeatReader
+from web.metrics import CountRequests, Metrics
 from web.permissions import PUBLIC_PATHS
 from web.security import CsrfFailed, SecurityHeaders, header_items
 from web.sessions import Sessions
@@ -49,6 +50,8 @@ ROUTERS = (
     "web.routes.admin",
     "web.routes.forms",
     "web.routes.previewed",
+    "web.routes.twilio_inbound",
+    "web.routes.metrics",
 )
 
 
@@ -81,6 +84,8 @@ def create_app(core: App, web: WebSettings | None = None, *, accounts: Accounts 
     app.state.paths = frozenset(path for _, path in route_actions(routers))
     _add_error_pages(app)
     app.add_middleware(SecurityHeaders)
+    app.state.metrics = Metrics(core)
+    app.add_middleware(CountRequests, metrics=app.state.metrics)
     return app
 
 

@@ -49,8 +49,8 @@ MATRIX: dict[Role, frozenset[Action]] = {
 
 #: paths served without a login (and without clinical data)
 PUBLIC_PATHS = frozenset({"/login", "/logout", "/healthz", "/readyz", "/static",
-                          # Twilio's webhooks: no session, but signed (web/twilio_signature.py)
-                          "/twilio/status"})
+                          # guarded otherwise: Twilio's signature, the metrics bearer token
+                          "/twilio/inbound", "/twilio/status", "/metrics"})
 
 
 def allowed(role: str, action: Action) -> bool:

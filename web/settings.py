@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tracker.errors import ConfigurationError
@@ -20,6 +20,8 @@ class WebSettings(BaseSettings):
     session_absolute_hours: float = Field(default=12, gt=0)
     #: /readyz fails when the worker's last heartbeat is older than this
     heartbeat_max_age_seconds: float = Field(default=300, gt=0)
+    #: the bearer token Prometheus presents at /metrics (unset: /metrics answers 404)
+    metrics_token: SecretStr | None = None
 
     @property
     def idle(self) -> timedelta:

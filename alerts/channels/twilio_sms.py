@@ -32,6 +32,7 @@ nor in an error reason; reasons never contain phone numbers or the message body.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -60,10 +61,12 @@ from alerts.errors import (
     TransientDeliveryError,
     UnknownOutcomeError,
 )
+from alerts.vocabulary import MessageKind
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "sms"
+MESSAGING_SERVICE_RE = re.compile(r"MG[0-9a-f]{32}")
 
 #: Twilio error codes that mean "try again later" whatever the HTTP status.
 TRANSIENT_CODES: frozenset[int] = frozenset({20429, 20500, 20503, 30001})
@@ -191,11 +194,13 @@ class TwilioSmsChannel:
         self,
         account_sid: str,
         auth_token: SecretStr | str,
-        from_number: str,
+        from_number: str | None,
         *,
+        messaging_service_sid: str | None = None,
         base_url: str | None = None,
         http_client: HttpClient | None = None,
         timeout: float = 10,
+        urgent_validity_seconds: int | None = 900,
         status_callback: str | None = None,
     ) -> None:
         if not account_sid:
@@ -203,8 +208,15 @@ class TwilioSmsChannel:
         token = auth_token if isinstance(auth_token, SecretStr) else SecretStr(auth_token)
         if not token.get_secret_value():
             raise ValueError("a Twilio auth token is required")
-        if not is_e164(from_number):
+        if (from_number is None) == (messaging_service_sid is None):
+            raise ValueError("give either a from number or a Messaging Service SID")
+        if from_number is not None and not is_e164(from_number):
             raise ValueError("the Twilio sender number must be E.164 (e.g. +34600000000)")
+        if messaging_service_sid is not None and not MESSAGING_SERVICE_RE.fullmatch(
+                messaging_service_sid):
+            raise ValueError("the Messaging Service SID must be 'MG' and 32 hex digits")
+        if urgent_validity_seconds is not None and not 1 <= urgent_validity_seconds <= 36000:
+            raise ValueError("the urgent validity period must be 1 to 36000 seconds")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if http_client is not None and base_url is not None:
@@ -214,6 +226,8 @@ class TwilioSmsChannel:
             raise ValueError("the status callback must be an http(s) URL")
         self.account_sid = account_sid
         self.from_number = from_number
+        self.messaging_service_sid = messaging_service_sid
+        self.urgent_validity_seconds = urgent_validity_seconds
         self.status_callback = status_callback
         self.timeout = float(timeout)
         self._token = token
@@ -241,11 +255,18 @@ class TwilioSmsChannel:
             raise PermanentDeliveryError(
                 f"staff {recipient.staff_id!r} has a phone number that is not E.164",
                 channel=CHANNEL)
+        sender: dict[str, Any] = (
+            {"messaging_service_sid": self.messaging_service_sid}
+            if self.messaging_service_sid is not None else {"from_": self.from_number})
+        if message.severity == "urgent" and message.kind != MessageKind.DIGEST \
+                and self.urgent_validity_seconds is not None:
+            # an urgent page delivered hours late is worse than one that fails and escalates
+            sender["validity_period"] = self.urgent_validity_seconds
         try:
             extra: dict[str, Any] = (
                 {"status_callback": self.status_callback} if self.status_callback else {})
             created = self._twilio().messages.create(
-                to=recipient.phone, from_=self.from_number, body=message.sms_text, **extra)
+                to=recipient.phone, body=message.sms_text, **sender, **extra)
         except (TwilioRestException, TwilioServiceException) as exc:
             status = int(exc.status)
             code = _twilio_code(exc.code, status)
@@ -292,9 +313,11 @@ class TwilioSmsChannel:
         """Messages from our sender to ``to`` whose sent date (GMT) is ``on``
         (``GET …/Messages.json?To=…&From=…&DateSent=YYYY-MM-DD``, at most 200)."""
         try:
+            # with a Messaging Service the sender is one of its numbers: filter by To only
+            sender: dict[str, Any] = (
+                {} if self.messaging_service_sid is not None else {"from_": self.from_number})
             found = self._twilio().messages.list(
-                to=to, from_=self.from_number, date_sent=on.isoformat(),
-                limit=200, page_size=100)
+                to=to, date_sent=on.isoformat(), limit=200, page_size=100, **sender)
         except (TwilioRestException, TwilioServiceException) as exc:
             raise LookupFailed(f"Twilio refused the look-up (HTTP {int(exc.status)})") from None
         except (requests.RequestException, ValueError, KeyError) as exc:

@@ -32,6 +32,12 @@ from events.vocabulary.patient import (
     PatientEnrolled,
     ProcedureRecorded,
 )
+from events.vocabulary.staffing import (
+    RosterOwnerTold,
+    SmsOptedIn,
+    SmsOptedOut,
+    TestMessageSent,
+)
 from events.vocabulary.treatment import (
     AdverseEventRecorded,
     InfusionAdministered,
@@ -51,6 +57,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         AlertDelivered, AlertUndelivered,
         AccountCreated, AccountRoleChanged, AccountPasswordChanged, AccountDisabled,
         AccountLocked, RecordAccessed,
+        SmsOptedOut, SmsOptedIn, RosterOwnerTold, TestMessageSent,
     )
 }
 
@@ -75,5 +82,6 @@ __all__ = [
     "DiagnosisAssessed", "EntryCorrected", "EntryVoided", "EventData", "ImagingLesion",
     "ImagingRecorded", "InfusionAdministered", "JanssonCriteria", "LabResultRecorded", "Lesion",
     "MedicationChanged", "MedicationStarted", "MedicationStopped", "PatientEnrolled",
-    "ProcedureRecorded", "VisitRecorded", "data_class_for", "to_canonical",
+    "ProcedureRecorded", "RosterOwnerTold", "SmsOptedIn", "SmsOptedOut", "TestMessageSent",
+    "VisitRecorded", "data_class_for", "to_canonical",
 ]

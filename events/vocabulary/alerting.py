@@ -76,6 +76,9 @@ class AlertEscalated(_AlertEvent):
 class AlertAcknowledged(_AlertEvent):
     by: ShortText
     note: Annotated[str, Field(max_length=500)] | None = None
+    #: how: None (the CLI or the web page), "sms" (a reply "OK <code>"), "link" (e-mail)
+    via: Literal["sms", "link"] | None = None
+    provider_id: ShortText | None = None  # the reply's message SID
 
 
 class AlertCancelled(_AlertEvent):

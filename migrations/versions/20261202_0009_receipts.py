@@ -1,7 +1,7 @@
 """Delivery receipts: the provider's latest status of each delivery and when it was polled.
 
 Revision ID: 0009_receipts
-Revises: 0006_worker_state
+Revises: 0010_oncall
 Create Date: 2026-12-02
 """
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from events.store.types import UTCDateTime
 
 
 revision: str = '0009_receipts'
-down_revision: str | None = '0006_worker_state'
+down_revision: str | None = '0010_oncall'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

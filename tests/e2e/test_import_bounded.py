@@ -23,7 +23,7 @@ from tests.support.events import line
 from tests.support.processes import wait_until
 from tracker import importing
 from tracker.cli.main import cli
-from tracker.generate import generate_cohort
+from tracker.synthetic import generate_cohort
 
 CLI = str(Path(sys.executable).parent / "cno-tracker")
 REPO = Path(__file__).resolve().parents[2]

@@ -9,11 +9,11 @@ import pytest
 
 from events.store import EventStore
 from tracker.clock import FixedClock
-from tracker.generate import generate_cohort
 from tracker.importing import import_lines
 from tracker.protocol import DEFAULT_PROTOCOL
 from tracker.readmodel import StatusProjector, all_rows, due_before, load_status
 from tracker.status import evaluate
+from tracker.synthetic import generate_cohort
 
 NOW = FixedClock(datetime(2021, 1, 10, 9, 0, tzinfo=UTC))
 

@@ -21,12 +21,12 @@ from tracker import db
 from tracker.cli.common import State
 from tracker.cli.reports import chart_cmd, cohort_report_cmd
 from tracker.clock import FixedClock
-from tracker.generate import generate_cohort
 from tracker.importing import import_lines
 from tracker.projections.course import disease_course
 from tracker.protocol import DEFAULT_PROTOCOL
 from tracker.reports.chart import Segment, rolling_series, state_segments
 from tracker.status import Evaluation, evaluate
+from tracker.synthetic import generate_cohort
 
 TABLE4 = Path(__file__).resolve().parents[1] / "data" / "table4-cohort.jsonl"
 CLOCK = FixedClock(datetime(2020, 1, 1, tzinfo=UTC))

@@ -11,9 +11,9 @@ import orjson
 
 from events.envelope import RecordedEvent, canonical_json, dump_data
 from events.lines import decode_line
-from tracker.generate import generate_cohort
 from tracker.importing import when_to_instant
 from tracker.protocol import DEFAULT_PROTOCOL
+from tracker.synthetic import generate_cohort
 
 RECORDED = datetime(2021, 6, 1, 12, tzinfo=UTC)
 

@@ -15,12 +15,12 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-import tracker.cohort_patient as patient_module
-import tracker.generate as gen
+import tracker.synthetic.cohort as gen
+import tracker.synthetic.patient as patient_module
 from events.vocabulary import IMPORTABLE_TYPES, UNITS, to_canonical
 from events.vocabulary.common import check_patient_ref, parse_when
-from tracker.generate import generate_cohort, write_cohort
 from tracker.projections.common import add_months
+from tracker.synthetic import generate_cohort, write_cohort
 
 UNTIL = date(2020, 12, 31)
 KEYS = ["type", "patient", "occurred_at", "recorded_by", "idempotency_key", "data"]
@@ -192,8 +192,8 @@ def test_the_until_filter_keeps_the_day_itself_and_drops_the_day_after(
         monkeypatch: pytest.MonkeyPatch) -> None:
     until = date(2016, 6, 30)
 
-    def fake(rng: random.Random, ref: str, diagnosis: date, zone: ZoneInfo) -> gen._Patient:
-        p = gen._Patient(rng, ref, diagnosis, zone)
+    def fake(rng: random.Random, ref: str, diagnosis: date, zone: ZoneInfo) -> gen.SimulatedPatient:
+        p = gen.SimulatedPatient(rng, ref, diagnosis, zone)
         for day in (until - timedelta(days=1), until, until + timedelta(days=1)):
             p.add("VisitRecorded", day, {"pain": True, "swelling": False,
                                          "functional_limitation": False}, "dr.ruiz")

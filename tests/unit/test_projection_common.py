@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from events.vocabulary import EVENT_TYPES, EventData, VisitRecorded
-from tracker.projections.common import add_months, replace, typedispatch
+from tracker.projections.common import add_months, replace
 
 
 def test_months_clamp_at_the_end_of_the_month() -> None:
@@ -27,26 +26,3 @@ def test_replace_copies_every_field_but_the_changed_ones() -> None:
     t = replace(s, a=5)
     assert (t.a, t.b, t.c) == (5, (2,), [3]) and (s.a, s.b) == (1, (2,))
     assert type(t) is _State and t is not s
-
-
-@typedispatch
-def _kind(data: object, suffix: str) -> str:
-    return "other" + suffix
-
-
-@_kind.register
-def _visit(data: VisitRecorded, suffix: str) -> str:
-    return "visit" + suffix
-
-
-def test_dispatch_on_the_exact_type_with_a_default() -> None:
-    visit = VisitRecorded(pain=True, swelling=False, functional_limitation=False)
-    assert _kind(visit, "!") == "visit!"
-    assert _kind(3, "?") == "other?"
-
-
-def test_event_types_are_leaves_so_exact_dispatch_equals_singledispatch() -> None:
-    for cls in EVENT_TYPES.values():
-        assert issubclass(cls, EventData)
-        assert not any(issubclass(other, cls) for other in EVENT_TYPES.values()
-                       if other is not cls), cls

@@ -234,9 +234,9 @@ def generate_cmd(patients: int, seed: int, until: str | None, start_year: int | 
     from datetime import date, timedelta
     from zoneinfo import ZoneInfo
 
-    from tracker.generate import write_cohort
     from tracker.protocol import load_protocol
     from tracker.settings import load_settings
+    from tracker.synthetic import write_cohort
 
     end = date.fromisoformat(until) if until else date.today() - timedelta(days=1)
     first = start_year if start_year is not None else end.year - 3

@@ -42,12 +42,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import reduce
+from functools import reduce, singledispatch
 from typing import Any, Literal
 
 from events.vocabulary import ImagingRecorded, PatientEnrolled, VisitRecorded
 from tracker.facts import Fact
-from tracker.projections.common import Explanation, Finding, add_months, replace, typedispatch
+from tracker.projections.common import Explanation, Finding, add_months, replace
 from tracker.protocol import Protocol
 
 ACTIVITY_MODALITIES = frozenset({"mri", "whole_body_mri", "bone_scintigraphy"})
@@ -99,7 +99,7 @@ def evolve(state: CourseFold, fact: Fact) -> CourseFold:
     return _apply(fact.data, state, fact)
 
 
-@typedispatch
+@singledispatch
 def _apply(data: Any, state: CourseFold, fact: Fact) -> CourseFold:
     return state
 

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from functools import reduce
+from functools import reduce, singledispatch
 from itertools import combinations
 from typing import Any
 
@@ -64,7 +64,7 @@ from events.vocabulary import (
     VisitRecorded,
 )
 from tracker.facts import Fact
-from tracker.projections.common import Explanation, Finding, add_months, replace, typedispatch
+from tracker.projections.common import Explanation, Finding, add_months, replace
 from tracker.protocol import Protocol
 
 MAJOR = ("multifocal_lesions", "osteolytic_or_sclerotic_lesion",
@@ -101,7 +101,7 @@ def evolve(state: DiagnosisFold, fact: Fact) -> DiagnosisFold:
     return _apply(fact.data, state, fact)
 
 
-@typedispatch
+@singledispatch
 def _apply(data: Any, state: DiagnosisFold, fact: Fact) -> DiagnosisFold:
     return state
 

@@ -46,7 +46,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import reduce
+from functools import reduce, singledispatch
 from typing import Any, Literal
 
 from events.vocabulary import (
@@ -59,7 +59,7 @@ from events.vocabulary import (
     to_canonical,
 )
 from tracker.facts import Fact
-from tracker.projections.common import Explanation, Finding, replace, typedispatch
+from tracker.projections.common import Explanation, Finding, replace
 from tracker.protocol import Protocol
 
 #: Lab groups in the order ``missing`` lists them.
@@ -180,7 +180,7 @@ class MonitoringState:
 
 # ---------------------------------------------------------------- the fold
 
-@typedispatch
+@singledispatch
 def _apply(data: object, state: MonitoringState, fact: Fact) -> MonitoringState:
     return state
 

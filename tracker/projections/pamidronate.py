@@ -51,7 +51,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from fractions import Fraction
-from functools import reduce
+from functools import reduce, singledispatch
 from typing import Any
 
 from events.vocabulary import (
@@ -72,7 +72,6 @@ from tracker.projections.common import (
     add_months,
     r3,
     replace,
-    typedispatch,
 )
 from tracker.projections.monitoring import LabSample, baseline_missing, lab_sample
 from tracker.protocol import Protocol
@@ -191,7 +190,7 @@ class PamidronateState:
     labs: tuple[LabSample, ...] = ()
 
 
-@typedispatch
+@singledispatch
 def _apply(data: object, state: PamidronateState, fact: Fact) -> PamidronateState:
     return state
 

@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import reduce
+from functools import reduce, singledispatch
 from typing import Any
 
 from events.vocabulary import (
@@ -65,7 +65,6 @@ from tracker.projections.common import (
     add_months,
     r3,
     replace,
-    typedispatch,
 )
 from tracker.protocol import Protocol
 
@@ -141,7 +140,7 @@ def evolve(state: TreatmentFold, fact: Fact) -> TreatmentFold:
     return _apply(fact.data, state, fact)
 
 
-@typedispatch
+@singledispatch
 def _apply(data: Any, state: TreatmentFold, fact: Fact) -> TreatmentFold:
     return state
 

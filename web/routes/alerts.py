@@ -12,7 +12,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
+from alerts.links import LinkRefused, is_token
 from alerts.outbox import AlertRow, DeliveryRow, Outbox, stream_of
+from alerts.tables import alert_link_uses
+from alerts.wiring import build_links
 from web.access import log_access
 from web.deps import Principal, WebContext, context, requires
 from web.permissions import Action
@@ -96,12 +99,13 @@ def _one(ctx: WebContext, alert_id: str) -> tuple[AlertRow, list[DeliveryRow]]:
 
 
 def _alert_page(request: Request, ctx: WebContext, user: Principal, alert_id: str, *,
-                error: str | None = None, note: str = "", status_code: int = 200) -> Response:
+                error: str | None = None, note: str = "", status_code: int = 200,
+                via_link: bool = False) -> Response:
     alert, deliveries = _one(ctx, alert_id)
     return render(request, "alert.html", {
         "a": alert, "deliveries": deliveries, "history": _history(ctx, alert_id),
-        "error": error, "note": note, "note_max": NOTE_MAX}, user=user,
-        status_code=status_code)
+        "error": error, "note": note, "note_max": NOTE_MAX, "via_link": via_link},
+        user=user, status_code=status_code)
 
 
 @router.get("/alerts/{alert_id}")
@@ -112,6 +116,7 @@ def alert_page(request: Request, alert_id: str,
 
 @router.post("/alerts/{alert_id}/ack")
 def acknowledge(request: Request, alert_id: str, note: Annotated[str, Form()] = "",
+                via: Annotated[str, Form()] = "",
                 user: Principal = Depends(requires(Action.ACK_ALERT))) -> Response:
     ctx = context(request)
     text = note.strip()
@@ -122,7 +127,8 @@ def acknowledge(request: Request, alert_id: str, note: Annotated[str, Form()] = 
     outbox = _outbox(ctx)
     with outbox.transaction() as writer:
         before = outbox.acknowledge(writer, alert_id, by=user.username, note=text or None,
-                                    now=ctx.core.clock.now())
+                                    now=ctx.core.clock.now(),
+                                    via="link" if via == "link" else None)
     log_access(request, user, "ack", patient=alert.patient, target=f"/alerts/{alert_id}")
     if before.status == "cancelled":
         return _alert_page(request, ctx, user, alert_id, status_code=409,
@@ -130,11 +136,56 @@ def acknowledge(request: Request, alert_id: str, note: Annotated[str, Form()] = 
     return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
 
 
+LINK_PAGES = {
+    "tampered": (400, "Link not valid",
+                 "This link is damaged or was not made by this tracker. Nothing was "
+                 "acknowledged: open the alert from the alert list instead."),
+    "expired": (410, "Link expired",
+                "This link was valid for 24 hours and has expired. Nothing was "
+                "acknowledged: open the alert from the alert list instead."),
+    "used": (410, "Link already used",
+             "This link works once and was already opened. Nothing was acknowledged: "
+             "open the alert from the alert list instead."),
+    "off": (404, "Link not valid",
+            "Signed links are not configured here. Nothing was acknowledged."),
+}
+
+
+def _link_refused(request: Request, user: Principal, reason: str) -> Response:
+    status, title, message = LINK_PAGES[reason]
+    return render(request, "error.html", {"title": title, "message": message}, user=user,
+                  status_code=status)
+
+
+def signed_link(request: Request, ctx: WebContext, user: Principal, token: str) -> Response:
+    """A one-time signed e-mail link: verified, recorded as used, then the alert's page
+    with its Acknowledge form."""
+    signer = build_links(ctx.core.settings)
+    if signer is None:
+        return _link_refused(request, user, "off")
+    now = ctx.core.clock.now()
+    try:
+        claim = signer.verify(token, now)
+    except LinkRefused as exc:
+        return _link_refused(request, user, exc.reason)
+    store = ctx.core.store
+    with store.recorder.write() as conn:
+        first = conn.execute(store.recorder.insert_if_absent(
+            alert_link_uses, {"jti": claim.jti, "alert_id": claim.alert_id, "used_at": now,
+                              "used_by": user.username[:128]}, ["jti"])
+            .returning(alert_link_uses.c.jti)).first()
+    if first is None:
+        return _link_refused(request, user, "used")
+    return _alert_page(request, ctx, user, claim.alert_id, via_link=True)
+
+
 @router.get("/a/{short}")
 def short_link(request: Request, short: str,
                user: Principal = Depends(requires(Action.VIEW_ALERTS))) -> Response:
-    """The link in SMS and e-mail: a prefix of the alert id, nothing else."""
+    """The link in SMS and e-mail: a prefix of the alert id, or a one-time signed token."""
     ctx = context(request)
+    if is_token(short):
+        return signed_link(request, ctx, user, short)
     with ctx.core.engine.connect() as conn:
         found = _outbox(ctx).find(conn, short)
     if len(found) != 1:

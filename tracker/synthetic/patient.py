@@ -1,5 +1,5 @@
 """A simulated patient of the synthetic cohort: demographics, growth curves, the clock of
-clinic days, and the event rows it accumulates (tracker.generate drives it)."""
+clinic days, and the event rows it accumulates (tracker.synthetic.cohort drives it)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ _SITES: tuple[tuple[str, float], ...] = (
     ("spine", 5.0), ("sacrum", 3.1), ("humerus", 2.0), ("radius", 1.4), ("ulna", 1.0),
     ("hand", 1.0),
 )
-_SITE_NAMES = [s for s, _ in _SITES]
-_SITE_CUM = list(accumulate(w for _, w in _SITES))
-_MIDLINE = frozenset({"sternum", "spine", "sacrum"})
+SITE_NAMES = [s for s, _ in _SITES]
+SITE_CUM = list(accumulate(w for _, w in _SITES))
+MIDLINE = frozenset({"sternum", "spine", "sacrum"})
 
 # Median growth (age in years -> cm, kg), roughly WHO/CDC; individual factors scale them.
 _AGES = (6, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18)
@@ -56,13 +56,13 @@ _LOINC: dict[tuple[str, str], str] = {
     ("creatinine", "mg/dL"): "2160-0", ("creatinine", "umol/L"): "14682-9",
 }
 _HAEMOGRAM = ("haemoglobin", "leukocytes", "platelets")
-_BASELINE_GROUPS = (_HAEMOGRAM, ("phosphate", "calcium"), ("urine_calcium_creatinine",),
+BASELINE_GROUPS = (_HAEMOGRAM, ("phosphate", "calcium"), ("urine_calcium_creatinine",),
                     ("vitamin_d_25oh",), ("alt", "ast"), ("creatinine",))
-_POST_DOSE_GROUPS = (_HAEMOGRAM, ("phosphate", "calcium"), ("urine_calcium_creatinine",),
+POST_DOSE_GROUPS = (_HAEMOGRAM, ("phosphate", "calcium"), ("urine_calcium_creatinine",),
                      ("vitamin_d_25oh",), ("creatinine",))
 
 _DOCTORS = ("dr.ruiz", "dr.martin")
-_NURSES = ("nurse.lopez", "nurse.garcia")
+NURSES = ("nurse.lopez", "nurse.garcia")
 # Default minute of the day of date-only events, for a sensible order within one day.
 _MINUTE = {"PatientEnrolled": 0, "MedicationStarted": 470, "VisitRecorded": 600,
            "ImagingRecorded": 700, "BiopsyRecorded": 800, "ComorbidityRecorded": 850,
@@ -79,7 +79,7 @@ def _offset(day: date, zone: ZoneInfo) -> str:
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
-def _weekday(day: date, latest: int = 4) -> date:
+def next_weekday(day: date, latest: int = 4) -> date:
     """The first day on or after ``day`` whose weekday is at most ``latest`` (0 = Monday)."""
     wd = day.weekday()
     return day if wd <= latest else day + timedelta(days=7 - wd)
@@ -95,7 +95,7 @@ def _interp(table: tuple[float, ...], age: float) -> float:
     return table[-1]
 
 
-class _Patient:
+class SimulatedPatient:
     """One simulated course; ``rows`` collects the events, sorted at the end."""
 
     def __init__(self, rng: random.Random, ref: str, diagnosis: date, zone: ZoneInfo) -> None:
@@ -178,7 +178,7 @@ class _Patient:
                 r = rng.random()  # Table 3: a kidney scan to rule out nephrocalcinosis
                 if r < 0.9:
                     late = rng.randint(3, 25) if r < 0.8 else rng.randint(31, 60)
-                    self.add("ImagingRecorded", _weekday(day + timedelta(days=late)),
+                    self.add("ImagingRecorded", next_weekday(day + timedelta(days=late)),
                              {"modality": "renal_ultrasound", "lesions": [],
                               "nephrocalcinosis": rng.random() < 0.05}, "import")
 

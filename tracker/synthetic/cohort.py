@@ -29,19 +29,19 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from tracker.cohort_patient import (
-    _BASELINE_GROUPS,
-    _MIDLINE,
-    _NURSES,
-    _POST_DOSE_GROUPS,
-    _SITE_CUM,
-    _SITE_NAMES,
-    Lesion,
-    _Patient,
-    _weekday,
-)
 from tracker.projections.common import add_months
 from tracker.protocol import Protocol
+from tracker.synthetic.patient import (
+    BASELINE_GROUPS,
+    MIDLINE,
+    NURSES,
+    POST_DOSE_GROUPS,
+    SITE_CUM,
+    SITE_NAMES,
+    Lesion,
+    SimulatedPatient,
+    next_weekday,
+)
 
 
 def _days(n: int) -> timedelta:
@@ -61,45 +61,45 @@ def _foci(rng: random.Random) -> list[Lesion]:
     for _ in range(60):
         if len(foci) >= wanted:
             break
-        site = rng.choices(_SITE_NAMES, cum_weights=_SITE_CUM)[0]
-        side = "midline" if site in _MIDLINE else rng.choice(("left", "right"))
+        site = rng.choices(SITE_NAMES, cum_weights=SITE_CUM)[0]
+        side = "midline" if site in MIDLINE else rng.choice(("left", "right"))
         if (site, side) not in foci:
             foci.append((site, side))
     return foci
 
 
-def _quiet(p: _Patient, since: date, before: date, foci: list[Lesion], last: bool) -> None:
+def _quiet(p: SimulatedPatient, since: date, before: date, foci: list[Lesion], last: bool) -> None:
     """Symptom-free visits every 1-3 months from a week or more after ``since`` (the first day
     without symptoms) until the day before ``before``; now and then a follow-up MRI."""
     rng = p.rng
-    v = _weekday(since + _days(rng.randint(7, 28)))
+    v = next_weekday(since + _days(rng.randint(7, 28)))
     while v < before:
         p.visit(v, False, [], free_since=since)
         if rng.random() < 0.2:
             p.labs(v, ("crp", "esr"), quiet=True)
-        v = _weekday(v + _days(rng.randint(30, 90)))
+        v = next_weekday(v + _days(rng.randint(30, 90)))
     span = (before - since).days
     if not last and span > 150 and rng.random() < 0.05:
         # Silent radiological activity (Beck 2010): active imaging without symptoms.
-        p.imaging(_weekday(since + _days(span // 2)), "mri", [rng.choice(foci)], True,
+        p.imaging(next_weekday(since + _days(span // 2)), "mri", [rng.choice(foci)], True,
                   ["bone marrow oedema"])
     elif last and span > 300 and rng.random() < 0.3:
-        p.imaging(_weekday(since + _days(rng.randint(120, 300))), "mri", foci, False, [])
+        p.imaging(next_weekday(since + _days(rng.randint(120, 300))), "mri", foci, False, [])
 
 
-def _pamidronate(p: _Patient, first: date, earliest: date) -> None:
+def _pamidronate(p: SimulatedPatient, first: date, earliest: date) -> None:
     """Table 3: baseline labs, a first cycle of 0.5/1/1 mg/kg on three days (at most 60 mg),
     labs after doses 2 and 3, then monthly or quarterly cycles of 1 mg/kg kept under the
     11.5 mg/kg/year cap (doses are rounded down to whole mg)."""
     rng = p.rng
-    nurse = rng.choice(_NURSES)
+    nurse = rng.choice(NURSES)
     regimen = "monthly" if rng.random() < 0.5 else "quarterly"
     r = rng.random()
     if r < 0.05:  # 5% of courses with baseline labs too old, 4% without any
         p.lab_set(max(p.first_day, _before(first - _days(rng.randint(35, 60)))),
-                  _BASELINE_GROUPS, False)
+                  BASELINE_GROUPS, False)
     elif r >= 0.09:
-        p.lab_set(max(earliest, _before(first - _days(rng.randint(1, 21)))), _BASELINE_GROUPS,
+        p.lab_set(max(earliest, _before(first - _days(rng.randint(1, 21)))), BASELINE_GROUPS,
                   False)
     cid = p.start(first, "pamidronate", "pam", dose=1.0, dose_unit="mg/kg",
                   frequency="monthly" if regimen == "monthly" else "every 3 months",
@@ -131,24 +131,24 @@ def _pamidronate(p: _Patient, first: date, earliest: date) -> None:
     dose2, dose3 = first + _days(1), first + _days(2)
     r = rng.random()  # after dose 2: the morning of dose 3; sometimes late or missed
     if r < 0.85:
-        p.lab_set(dose3, _POST_DOSE_GROUPS, True, rng.randint(465, 525))
+        p.lab_set(dose3, POST_DOSE_GROUPS, True, rng.randint(465, 525))
     elif r < 0.93:
-        p.lab_set(_weekday(dose2 + _days(rng.randint(8, 13))), _POST_DOSE_GROUPS, True)
+        p.lab_set(next_weekday(dose2 + _days(rng.randint(8, 13))), POST_DOSE_GROUPS, True)
     r = rng.random()
     if r < 0.85:
-        p.lab_set(_weekday(dose3 + _days(rng.randint(1, 6))), _POST_DOSE_GROUPS, True)
+        p.lab_set(next_weekday(dose3 + _days(rng.randint(1, 6))), POST_DOSE_GROUPS, True)
     elif r < 0.93:
-        p.lab_set(_weekday(dose3 + _days(rng.randint(8, 20))), _POST_DOSE_GROUPS, True)
+        p.lab_set(next_weekday(dose3 + _days(rng.randint(8, 20))), POST_DOSE_GROUPS, True)
     last = dose3
     if regimen == "monthly":
         for k in range(1, rng.randint(3, 8) + 1):
-            last = _weekday(add_months(first, k))
+            last = next_weekday(add_months(first, k))
             if rng.random() < 0.5:
                 p.labs(last, ("calcium", "phosphate", "creatinine"), True, rng.randint(465, 525))
             infuse(last, 1.0, rng.random() < 0.5)
     else:
         for k in range(1, rng.randint(1, 3) + 1):
-            start = _weekday(add_months(first, 3 * k), 2)
+            start = next_weekday(add_months(first, 3 * k), 2)
             if rng.random() < 0.5:
                 p.labs(start, ("calcium", "phosphate", "creatinine"), True, rng.randint(465, 525))
             for j in range(3):
@@ -162,7 +162,7 @@ def _pamidronate(p: _Patient, first: date, earliest: date) -> None:
 
 
 
-def _nsaid(p: _Patient, day: date, naproxen: bool) -> str:
+def _nsaid(p: SimulatedPatient, day: date, naproxen: bool) -> str:
     w = p.weight(day)
     if naproxen:
         return p.start(day, "naproxen", "nsaid", dose=min(500.0, max(125.0, round(w / 5) * 25.0)),
@@ -172,7 +172,7 @@ def _nsaid(p: _Patient, day: date, naproxen: bool) -> str:
                    dose_unit="mg", frequency="every 8 hours", route="oral", reason="bone pain")
 
 
-def _workup(p: _Patient, fc: date, diagnosis: date, onset: date, foci: list[Lesion],
+def _workup(p: SimulatedPatient, fc: date, diagnosis: date, onset: date, foci: list[Lesion],
             presenting: list[Lesion], comorbidity: str | None, infection_first: bool) -> None:
     """First consultation to diagnosis: labs, radiograph, scintigraphy, MRI, biopsy, Jansson."""
     rng, span = p.rng, (diagnosis - fc).days
@@ -231,10 +231,10 @@ def _workup(p: _Patient, fc: date, diagnosis: date, onset: date, foci: list[Lesi
     }, "initially_treated_as_infection": infection_first}, p.doctor)
 
 
-def _simulate(rng: random.Random, ref: str, diagnosis: date, zone: ZoneInfo) -> _Patient:
+def _simulate(rng: random.Random, ref: str, diagnosis: date, zone: ZoneInfo) -> SimulatedPatient:
     """One patient's course: work-up, episodes (onset, then relapses) and the stepped
     treatment of Table 2, with quiet stretches in between."""
-    p = _Patient(rng, ref, diagnosis, zone)
+    p = SimulatedPatient(rng, ref, diagnosis, zone)
     delay_days = max(5, round(min(16.0, max(0.2, rng.lognormvariate(math.log(2.4), 1.0)))
                               * 30.4375))
     late = delay_days > 152  # over 5 months: maintenance treatment in the seed's series
@@ -281,7 +281,7 @@ def _simulate(rng: random.Random, ref: str, diagnosis: date, zone: ZoneInfo) -> 
         else:
             start = end + _days(rng.randint(45, 420))
             _quiet(p, end, start, foci, False)
-            treat_day = _weekday(start + _days(rng.randint(0, 10)))
+            treat_day = next_weekday(start + _days(rng.randint(0, 10)))
             end = treat_day + _days(rng.randint(21, 84))
             lesions = rng.sample(foci, rng.randint(1, min(3, len(foci))))
             nsaid = _nsaid(p, treat_day, naproxen)
@@ -289,7 +289,7 @@ def _simulate(rng: random.Random, ref: str, diagnosis: date, zone: ZoneInfo) -> 
             if rng.random() < 0.6:
                 p.labs(treat_day, ("crp", "esr"))
             if rng.random() < 0.5:
-                p.imaging(_weekday(treat_day + _days(rng.randint(3, 21))), "mri", lesions, True,
+                p.imaging(next_weekday(treat_day + _days(rng.randint(3, 21))), "mri", lesions, True,
                           ["bone marrow oedema"])
         pred_stop = None
         if episode == pred_ep:
@@ -308,7 +308,7 @@ def _simulate(rng: random.Random, ref: str, diagnosis: date, zone: ZoneInfo) -> 
         if episode == pam_ep:
             first = (pred_stop + _days(rng.randint(3, 14)) if pred_stop is not None
                      else treat_day + _days(rng.randint(7, 35)))
-            first = _weekday(first, 2)
+            first = next_weekday(first, 2)
             _pamidronate(p, first, treat_day)
             end = max(end, first + _days(rng.randint(14, 60)))
         if episode == mtx_ep:
@@ -327,7 +327,7 @@ def _simulate(rng: random.Random, ref: str, diagnosis: date, zone: ZoneInfo) -> 
             end = max(end, begin + _days(rng.randint(14, 56)))
         v = visits[-1] if visits else fc
         while True:
-            v = _weekday(v + _days(rng.randint(14, 42)))
+            v = next_weekday(v + _days(rng.randint(14, 42)))
             if v >= end:
                 break
             visits.append(v)
@@ -341,7 +341,7 @@ def _simulate(rng: random.Random, ref: str, diagnosis: date, zone: ZoneInfo) -> 
         stop = end + _days(rng.randint(365, 540)) if rng.random() < 0.75 else None
         day = begin + _days(rng.randint(80, 100))
         while drug == "methotrexate" and day < (stop or end + _days(720)):
-            p.labs(_weekday(day), ("leukocytes", "platelets", "alt", "ast"))
+            p.labs(next_weekday(day), ("leukocytes", "platelets", "alt", "ast"))
             day += _days(rng.randint(80, 100))
         if stop is not None:
             p.stop(stop, cid, "remission")

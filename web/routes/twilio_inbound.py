@@ -1,0 +1,115 @@
+"""``POST /twilio/inbound``: SMS replies to the alert number (Twilio's incoming-message
+webhook). No login; instead every request must carry a valid ``X-Twilio-Signature``
+(the client library's :class:`RequestValidator` over ``CNO_TRACKER_PUBLIC_URL`` + the
+path and the form parameters, keyed by the auth token): unsigned or wrongly signed → 403,
+nothing recorded.
+
+- ``OK 4F7K`` (case and spaces tolerated) from a roster member's phone acknowledges the
+  open alert with that code as that member, recorded with the reply's ``MessageSid``.
+- Twilio's opt-out words (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT) and opt-in words
+  (START, YES, UNSTOP) are recorded (events in ``staff:<id>``); routing then stops (or
+  resumes) SMS to that person and the worker tells the roster owner.
+- Anything else, and any message from a number not on the roster, is ignored.
+
+The answer is always an empty TwiML document (no reply text: an unknown sender learns
+nothing, and a member is not charged a reply). Retried webhooks change nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from twilio.request_validator import RequestValidator
+
+from alerts.dispatch import logfmt
+from alerts.optouts import record_opt
+from alerts.outbox import Outbox
+from alerts.replies import parse_reply
+from alerts.roster import StaffMember
+from web.deps import WebContext, context
+
+router = APIRouter()
+log = logging.getLogger("cno_tracker.web.twilio")
+PATH = "/twilio/inbound"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+BY = "sms-reply"
+
+
+def signed_url(public_url: str, request: Request) -> str:
+    """The URL Twilio signed: the public address, the path and the query string."""
+    query = f"?{request.url.query}" if request.url.query else ""
+    return public_url.rstrip("/") + request.url.path + query
+
+
+def signature_ok(ctx: WebContext, request: Request, params: dict[str, str]) -> bool:
+    token = ctx.core.settings.twilio_auth_token
+    public_url = ctx.settings.public_url or ctx.core.settings.public_url
+    signature = request.headers.get("X-Twilio-Signature")
+    if token is None or not public_url or not signature:
+        return False
+    validator = RequestValidator(token.get_secret_value())
+    return bool(validator.validate(signed_url(public_url, request), params, signature))
+
+
+def _twiml() -> Response:
+    return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+def member_by_phone(ctx: WebContext, phone: str) -> StaffMember | None:
+    return next((m for m in ctx.roster.staff if m.phone is not None and m.phone == phone),
+                None)
+
+
+def handle(ctx: WebContext, params: dict[str, str]) -> str:
+    """Act on one signed reply; returns what happened (for the log)."""
+    member = member_by_phone(ctx, params.get("From", ""))
+    if member is None:
+        return "unknown_sender"
+    reply = parse_reply(params.get("Body", ""))
+    sid = params.get("MessageSid") or params.get("SmsSid") or None
+    sid = sid[:64] if sid else None
+    core = ctx.core
+    now = core.clock.now()
+    outbox = Outbox(core.store, core.protocol.zone)
+    if reply.action == "ack":
+        assert reply.code is not None
+        with core.engine.connect() as conn:
+            found = outbox.open_by_code(conn, reply.code)
+        if not found:
+            log.info(logfmt("sms.reply_no_alert", staff=member.id, sid=sid))
+            return "no_open_alert"
+        for alert in found:
+            with outbox.transaction() as writer:
+                outbox.acknowledge(writer, alert.alert_id, by=member.id, note=None, now=now,
+                                   via="sms", provider_id=sid)
+            log.info(logfmt("alert.acknowledged", alert=alert.alert_id, by=member.id,
+                            via="sms", sid=sid))
+        return "acknowledged"
+    if reply.action in ("opt_out", "opt_in"):
+        assert reply.word is not None
+        with core.store.transaction() as writer:
+            changed = record_opt(core.store, writer, member.id,
+                                 opted_out=reply.action == "opt_out", word=reply.word,
+                                 provider_id=sid, now=now, by=BY, zone=core.protocol.zone)
+        if changed:
+            log.warning(logfmt("sms." + reply.action, staff=member.id, sid=sid))
+        return reply.action if changed else "unchanged"
+    return "ignored"
+
+
+@router.post(PATH)
+async def inbound(request: Request) -> Response:
+    ctx = context(request)
+    form = await request.form()
+    params: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+    if not signature_ok(ctx, request, params):
+        log.warning(logfmt("twilio.signature_refused", path=PATH))
+        return Response("Forbidden: missing or invalid X-Twilio-Signature", status_code=403,
+                        media_type="text/plain")
+    outcome = await run_in_threadpool(handle, ctx, params)
+    log.info(logfmt("sms.inbound", outcome=outcome))
+    return _twiml()
