@@ -228,6 +228,13 @@ def _history_line(e: Any, zone: Any) -> str:
         outcome = "outcome unknown" if d.outcome_unknown else \
             "permanent failure" if d.permanent else "failed, will retry"
         what = f"{outcome}: {d.recipient} by {d.channel} (attempt {d.attempt}): {d.error}"
+    elif e.type == "AlertDelivered":
+        what = (f"delivered to {d.recipient} by {d.channel} (provider id {d.provider_id}, "
+                f"by {d.source})")
+    elif e.type == "AlertUndelivered":
+        code = f", code {d.error_code}" if d.error_code is not None else ""
+        what = (f"{d.status}: {d.recipient} by {d.channel} (provider id {d.provider_id}"
+                f"{code}, by {d.source})")
     elif e.type == "AlertEscalated":
         what = f"escalated to {d.to_role} (level {d.level})"
     elif e.type == "AlertAcknowledged":

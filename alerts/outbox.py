@@ -111,6 +111,10 @@ class DeliveryRow:
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
+    receipt: str | None = None  # the provider's latest status (alerts/receipts.py)
+    receipt_code: int | None = None
+    receipt_at: datetime | None = None
+    checked_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,18 +155,26 @@ class Outbox:
         with self.store.recorder.write() as conn:
             yield conn
 
-    def new_event(self, data: EventData, now: datetime, by: str) -> NewEvent:
+    def new_event(self, data: EventData, now: datetime, by: str,
+                  idempotency_key: str | None = None) -> NewEvent:
         return NewEvent(event_id=str(uuid.uuid4()), type=type(data).__name__, data=data,
                         occurred_at=now, occurred_on=now.astimezone(self.zone).date(),
-                        recorded_at=now, recorded_by=by)
+                        recorded_at=now, recorded_by=by, idempotency_key=idempotency_key)
 
     def append(self, writer: Writer, alert_id: str, data: Sequence[EventData],
-               now: datetime, by: str) -> None:
-        """Append to the alert's stream; the caller holds the alert's row lock."""
+               now: datetime, by: str, *, idempotency_key: str | None = None,
+               bulk: bool = True) -> None:
+        """Append to the alert's stream; the caller holds the alert's row lock.
+        ``idempotency_key`` (one event only) makes the store refuse a second copy;
+        ``bulk=False`` writes at once with one INSERT (cheaper for a lone event than the
+        bulk path's COPY)."""
         stream = stream_of(alert_id)
         head = writer.head(stream)
-        writer.append(stream, head.version, [self.new_event(d, now, by) for d in data],
-                      returning=False)
+        if idempotency_key is not None and len(data) != 1:
+            raise ValueError("an idempotency key names exactly one event")
+        writer.append(stream, head.version,
+                      [self.new_event(d, now, by, idempotency_key) for d in data],
+                      returning=not bulk)
 
     def lock(self, conn: Connection, alert_ids: Iterable[str]) -> dict[str, AlertRow]:
         ids = sorted(set(alert_ids))
@@ -353,6 +365,19 @@ class Outbox:
         with self.engine.connect() as conn:
             return conn.execute(q).first() is not None
 
+    def immediate_waiting(self, now: datetime, *, skip_channels: Collection[str] = ()
+                          ) -> bool:
+        """True when an immediate delivery is pending and due (none of ``skip_channels``),
+        or an open alert's escalation instant has come: work for the next tick, now."""
+        q = select(D.c.delivery_id).where(D.c.status == PENDING, D.c.mode == IMMEDIATE,
+                                          D.c.not_before <= now).limit(1)
+        if skip_channels:
+            q = q.where(D.c.channel.not_in(sorted(skip_channels)))
+        e = select(A.c.alert_id).where(A.c.status == OPEN, A.c.escalate_at <= now).limit(1)
+        with self.engine.connect() as conn:
+            return (conn.execute(q).first() is not None
+                    or conn.execute(e).first() is not None)
+
     def release(self, owner: str, *, now: datetime, delivery_ids: Iterable[str] | None = None
                 ) -> int:
         """Give back rows ``owner`` claimed but did not send (the attempt is not counted)."""
@@ -422,6 +447,13 @@ class Outbox:
         scheduled = not alert.urgent or alert.status != OPEN or alert.escalate_at is not None
         if not scheduled and (unknown or (status == DEAD and not self._anyone_left(
                 writer.conn, alert.alert_id, alert.level))):
+            self._set_escalate_at(writer.conn, alert.alert_id, escalate_at)
+        elif (status == DEAD and alert.urgent and alert.status == OPEN
+              and escalate_at is not None and alert.escalate_at is not None
+              and escalate_at < alert.escalate_at
+              and not self._anyone_left(writer.conn, alert.alert_id, alert.level)):
+            # the level was reached once (an SMS went out) but a receipt later said it never
+            # arrived, and this was the last way left: escalate now, not at the old instant
             self._set_escalate_at(writer.conn, alert.alert_id, escalate_at)
         self.append(writer, alert.alert_id, [AlertFailed(
             alert_id=alert.alert_id, channel=delivery.channel, recipient=delivery.recipient,

@@ -79,12 +79,20 @@ deliveries = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime(), nullable=True),
+    # delivery receipts (alerts/receipts.py): the provider's latest status for the message
+    # (Twilio: queued, sent, delivered, undelivered, failed…), its error code, when it was
+    # learnt, and when the worker last asked the provider (polling)
+    Column("receipt", String(16), nullable=True),
+    Column("receipt_code", Integer, nullable=True),
+    Column("receipt_at", UTCDateTime(), nullable=True),
+    Column("checked_at", UTCDateTime(), nullable=True),
     UniqueConstraint("alert_id", "recipient", "channel", "level"),
 )
 Index("ix_alert_deliveries_claim", deliveries.c.status, deliveries.c.mode,
       deliveries.c.not_before)
 Index("ix_alert_deliveries_lease", deliveries.c.status, deliveries.c.lease_until)
 Index("ix_alert_deliveries_owner", deliveries.c.lease_owner)
+Index("ix_alert_deliveries_provider_id", deliveries.c.provider_id)
 
 #: one row per worker process: its last heartbeat and cycle, and the channels it found down
 #: (``{"sms": "reason"}``). A row whose ``expires_at`` has passed (or ``stopped_at`` set)

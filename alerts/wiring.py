@@ -57,7 +57,8 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
                 settings.twilio_account_sid, settings.twilio_auth_token,
                 sender if service is None else None,
                 messaging_service_sid=service, base_url=settings.twilio_base_url,
-                urgent_validity_seconds=settings.twilio_urgent_validity_seconds)
+                urgent_validity_seconds=settings.twilio_urgent_validity_seconds,
+                status_callback=status_callback_url(settings.public_url))
         except ValueError as exc:
             raise ConfigurationError(f"Twilio settings: {exc}") from None
     if settings.smtp_host is not None or settings.smtp_sender is not None:
@@ -78,6 +79,16 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
         channels["console"] = (TeeChannel(ConsoleChannel(), FileChannel(settings.alert_log_file))
                                if settings.alert_log_file is not None else ConsoleChannel())
     return channels
+
+
+#: the path Twilio posts message statuses to (web/routes/twilio.py)
+STATUS_PATH = "/twilio/status"
+
+
+def status_callback_url(public_url: str | None) -> str | None:
+    """``CNO_TRACKER_PUBLIC_URL`` + ``/twilio/status``; None without a public URL (then
+    receipts come by polling only)."""
+    return public_url.rstrip("/") + STATUS_PATH if public_url else None
 
 
 def build_roster(settings: Settings) -> Roster:
@@ -126,4 +137,6 @@ def build_worker(app: App, *, worker_id: str | None = None, batch_size: int = 10
         channels if channels is not None else build_channels(app.settings),
         roster if roster is not None else build_roster(app.settings),
         worker_id=worker_id, batch_size=batch_size, lease_seconds=lease_seconds,
-        poll_seconds=poll_seconds, links=build_links(app.settings))
+        poll_seconds=poll_seconds, links=build_links(app.settings),
+        receipt_poll_seconds=app.settings.receipt_poll_seconds,
+        receipt_poll_batch=app.settings.receipt_poll_batch)

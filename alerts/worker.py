@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ from alerts.links import LinkSigner
 from alerts.notices import tell_owner
 from alerts.optouts import sms_off
 from alerts.outbox import Escalation, Outbox
+from alerts.polling import DEFAULT_BATCH as DEFAULT_POLL_BATCH
+from alerts.polling import MessageLookup, PollReport, ReceiptPoller
+from alerts.receipts import ReceiptBook
 from alerts.roster import Roster
 from alerts.rules import (
     EscalationPolicy,
@@ -129,6 +133,7 @@ class CycleReport:
     evaluation: EvaluationReport | None = None
     escalated: int = 0
     dispatch: DispatchReport | None = None
+    receipts: PollReport | None = None
 
 
 class AlertWorker:
@@ -139,7 +144,13 @@ class AlertWorker:
                  retry: RetryPolicy | None = None,
                  rand: Callable[[], float] = random.random,
                  heartbeat_seconds: float = 5.0, wall: Clock | None = None,
-                 links: LinkSigner | None = None) -> None:
+                 links: LinkSigner | None = None,
+                 receipt_poll_seconds: float | None = None,
+                 receipt_poll_batch: int = DEFAULT_POLL_BATCH,
+                 wake_seconds: float = 1.0) -> None:
+        if receipt_poll_seconds is not None and (receipt_poll_seconds <= 0
+                                                 or receipt_poll_batch < 1):
+            raise ValueError("receipt_poll_seconds and receipt_poll_batch must be positive")
         if batch_size < 1 or lease_seconds <= 0 or poll_seconds <= 0 or heartbeat_seconds <= 0:
             raise ValueError("batch_size, lease_seconds, poll_seconds and heartbeat_seconds "
                              "must be positive")
@@ -151,6 +162,8 @@ class AlertWorker:
         self.worker_id = (worker_id or default_worker_id())[:64]
         self.by = f"alert-worker:{self.worker_id}"[:128]
         self.poll_seconds = poll_seconds
+        #: how often the heartbeat thread looks for urgent work waiting between ticks
+        self.wake_seconds = wake_seconds if wake_seconds > 0 else 1.0
         self.stop_event = threading.Event()
         try:
             self.policy = EscalationPolicy.of(protocol.escalation_minutes,
@@ -170,6 +183,16 @@ class AlertWorker:
             self.outbox, self.channels, roster, clock, protocol, worker_id=self.worker_id,
             batch_size=batch_size, lease=timedelta(seconds=lease_seconds), retry=retry,
             rand=rand, stop=self.stop_event, wall=self.wall, policy=self.policy, links=links)
+        #: delivery receipts by polling (alerts/polling.py): only with an SMS channel that
+        #: can read messages back, and when asked for (``receipt_poll_seconds``)
+        self.receipts = ReceiptBook(self.outbox, roster, policy=self.policy,
+                                    available=set(self.channels))
+        sms = self.channels.get("sms")
+        self.poller = (ReceiptPoller(
+            self.outbox, self.receipts, sms, roster, clock, by=self.by, policy=self.policy,
+            interval=timedelta(seconds=receipt_poll_seconds), batch=receipt_poll_batch,
+            lease=timedelta(seconds=lease_seconds))
+            if receipt_poll_seconds is not None and isinstance(sms, MessageLookup) else None)
         path = sqlite_lock_path(store)
         self._lock = SingleWorkerLock(path) if path is not None else None
         self._started = False
@@ -325,10 +348,15 @@ class AlertWorker:
     def digest(self) -> DispatchReport:
         return self.dispatcher.dispatch_digest()
 
+    def poll_receipts(self) -> PollReport | None:
+        """Settle SMS deliveries by asking Twilio (None: polling is off)."""
+        return self.poller.poll() if self.poller is not None else None
+
     def run_once(self) -> CycleReport:
         """One full cycle: catch up → evaluate → escalate → dispatch (immediate deliveries,
-        then the digest deliveries whose digest instant has come). Escalation runs before
-        dispatch so that its deliveries go out in the same cycle."""
+        then the digest deliveries whose digest instant has come) → poll receipts (when
+        on). Escalation runs before dispatch so that its deliveries go out in the same
+        cycle."""
         self.start()
         report = CycleReport()
         self.heartbeat.cycle_started(self.wall.now())
@@ -336,6 +364,7 @@ class AlertWorker:
         report.evaluation = self.evaluate()
         report.escalated = self.escalate()
         report.dispatch = self.dispatch()
+        report.receipts = self.poll_receipts()
         self.heartbeat.cycle_ended(self.wall.now(), self.dispatcher.down)
         d = report.dispatch
         log.info(logfmt("worker.cycle", worker=self.worker_id,
@@ -371,23 +400,45 @@ class AlertWorker:
         return report
 
     def beat(self, scheduler: Any = None) -> bool:
-        """One heartbeat; when a dead worker left claims behind, run the dispatch job now
-        (rather than at its next tick) so they go out within seconds. True if it did."""
+        """One heartbeat, then :meth:`wake`. True if it woke the jobs."""
         now = self.wall.now()
         self.heartbeat.beat(now, self.dispatcher.down)
-        if scheduler is None or not self.outbox.abandoned(self.worker_id, heartbeats_at=now,
-                                                          now=self.clock.now()):
+        return self.wake(scheduler, now)
+
+    def wake(self, scheduler: Any = None, now: datetime | None = None) -> bool:
+        """When a dead worker left claims behind, or urgent work is waiting that arrived
+        between ticks (a fallback or an escalation brought forward by an undelivered
+        receipt, recorded by the web process), run the escalate and dispatch jobs now
+        rather than at their next tick. True if it did."""
+        if scheduler is None:
             return False
+        now = now or self.wall.now()
+        if self.outbox.abandoned(self.worker_id, heartbeats_at=now, now=self.clock.now()):
+            reason = "a dead worker's claims"
+        elif self.outbox.immediate_waiting(self.clock.now(), skip_channels=self.dispatcher.down):
+            reason = "urgent work waiting"
+        else:
+            return False
+        scheduler.modify_job("escalate", next_run_time=datetime.now(UTC))
         scheduler.modify_job("dispatch", next_run_time=datetime.now(UTC))
-        log.info(logfmt("worker.taking_over", worker=self.worker_id,
-                        reason="a dead worker's claims"))
+        log.log(logging.INFO if reason.startswith("a dead") else logging.DEBUG,
+                logfmt("worker.taking_over" if reason.startswith("a dead") else
+                       "worker.woken", worker=self.worker_id, reason=reason))
         return True
 
     def _beating(self, scheduler: Any) -> None:
+        """Heartbeats every interval and, between them, a look for waiting urgent work
+        every ``wake_seconds`` (two indexed queries)."""
         interval = self.heartbeat.interval.total_seconds()
-        while not self.stop_event.wait(interval):
+        tick = min(self.wake_seconds, interval)
+        last = time.monotonic()
+        while not self.stop_event.wait(tick):
             try:
-                self.beat(scheduler)
+                if time.monotonic() - last >= interval - tick / 2:
+                    last = time.monotonic()
+                    self.beat(scheduler)
+                else:
+                    self.wake(scheduler)
             except (OperationalError, DBAPIError) as exc:
                 log.warning(logfmt("worker.heartbeat_failed", worker=self.worker_id,
                                    error=type(exc).__name__, retry="next beat"))
@@ -413,6 +464,11 @@ class AlertWorker:
                           ("escalate", self.escalate), ("dispatch", self._cycle_end)):
             scheduler.add_job(self._guarded(name, job), every, id=name, name=name,
                               next_run_time=start)
+        if self.poller is not None:
+            scheduler.add_job(self._guarded("receipts", self.poll_receipts),
+                              IntervalTrigger(seconds=self.poller.interval.total_seconds(),
+                                              timezone=UTC),
+                              id="receipts", name="receipts", next_run_time=start)
         scheduler.add_job(self._guarded("digest", self.digest),
                           CronTrigger(hour=self.protocol.digest_hour, minute=0,
                                       timezone=self.protocol.zone),

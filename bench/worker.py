@@ -21,6 +21,9 @@ Measures on PostgreSQL:
    ``sent_at`` − the instant they became due). Exactly once is checked at both servers (SMS
    per patient, e-mail per Message-ID) and in the audit log (one AlertSent per delivery).
    Target with 3 workers: ≥ 200 messages/s. One worker is run too, for scale.
+3. **Delivery receipts** (bench/receipts.py): signed status callbacks per second on one
+   web process (target ≥ 500/s), undelivered callback → the next channel's send (≤ 5 s),
+   and urgent item falls due → SMS delivered receipt recorded, with 3 workers.
 
 Every database is named ``cno_bench_worker_<pid>_<what>`` and dropped at the end, even
 after a failure. PostgreSQL: ``--pg-url`` or ``CNO_BENCH_PG_URL`` (default the local server).
@@ -354,6 +357,78 @@ def bench_dispatch(dbs: Databases, messages: int, workers: int, tmp: Path,
     return row, diagnostics
 
 
+# ----------------------------------------------------------------- 3. receipts
+def bench_receipts(dbs: Databases, tmp: Path, callbacks: int, samples: int,
+                   e2e_samples: int, e2e_poll: float) -> list[Row]:
+    from bench.receipts import (
+        ROSTER as RECEIPT_ROSTER,
+    )
+    from bench.receipts import (
+        WebProcess,
+        callbacks_per_second,
+        end_to_end,
+        env_for,
+        summary,
+        undelivered_to_next_channel,
+    )
+    from tests.support.processes import WorkerProcess, stop_all
+    from tests.support.smtp_server import SmtpTestServer
+    from tests.support.twilio_server import TEST_AUTH_TOKEN, TwilioTestServer
+
+    rows: list[Row] = []
+    url = dbs.fresh("receipts")
+    roster = tmp / "receipts-roster.toml"
+    roster.write_text(RECEIPT_ROSTER, encoding="utf-8")
+    procs: list[WorkerProcess] = []
+    with TwilioTestServer() as twilio, SmtpTestServer() as smtp:
+        env = env_for(url, roster, twilio, smtp)
+        web = WebProcess(env, tmp / "receipts-web.log")
+        try:
+            web.wait_ready()
+            log(f"receipts: {callbacks:,} signed callbacks to one web process")
+            for connections in (16, 64):
+                rate, detail = callbacks_per_second(url, web, TEST_AUTH_TOKEN, callbacks,
+                                                    connections)
+                rows.append(Row("receipts", f"status callbacks, one web process ({detail})",
+                                f"{rate:,.0f} /s", "≥ 500/s", verdict(rate >= 500)))
+            log(f"receipts: undelivered → e-mail, {samples} samples, 1 worker (30 s poll)")
+            procs = [WorkerProcess("rcpt-w0", env, tmp / "rcpt-w0.log", poll_seconds=30)]
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.wait_started(60)
+            time.sleep(2.0)
+            lat = undelivered_to_next_channel(url, web, twilio, smtp, samples)
+            rows.append(Row("receipts", "undelivered callback (30003) → the nurse's e-mail "
+                                        "received, 1 worker with a 30 s poll",
+                            summary(lat), "≤ 5 s", verdict(max(lat) <= 5.0)))
+            stop_all(procs)
+            log(f"receipts: end to end, {e2e_samples} samples, 3 workers "
+                f"(--poll-seconds {e2e_poll:g})")
+            procs = [WorkerProcess(f"rcpt-e{i}", env, tmp / f"rcpt-e{i}.log",
+                                   poll_seconds=e2e_poll) for i in range(3)]
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.wait_started(60)
+            time.sleep(2.0)
+            end_to_end(url, web, twilio, 1)  # warm-up: the workers' first fold of the log
+            e2e = end_to_end(url, web, twilio, e2e_samples, first=1)
+            from bench.receipts import STEPS
+            worst = max(STEPS[-e2e_samples:], key=lambda s: s.get("AlertDelivered", 0))
+            log(f"receipts: end to end, each sample (s after the lab): {STEPS[-e2e_samples:]}")
+            rows.append(Row("receipts", f"urgent lab recorded → AlertDelivered recorded, 3 "
+                                        f"workers (--poll-seconds {e2e_poll:g}), signed "
+                                        "callbacks, after one warm-up; worst sample: "
+                                        + ", ".join(f"{k[5:].lower()} +{v:g} s" for k, v in
+                                                    sorted(worst.items(), key=lambda i: i[1])),
+                            summary(e2e), "(measure)"))
+        finally:
+            stop_all(procs)
+            web.stop()
+    return rows
+
+
 # ----------------------------------------------------------------- main
 def print_table(rows: list[Row]) -> None:
     headers = ("section", "what", "value", "target", "verdict")
@@ -373,8 +448,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=None, help="10000 (quick: 2000)")
     parser.add_argument("--new-events", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=None, help="4000 (quick: 1000)")
-    parser.add_argument("--skip", choices=("evaluation", "dispatch"), action="append",
-                        default=[])
+    parser.add_argument("--skip", choices=("evaluation", "dispatch", "receipts"),
+                        action="append", default=[])
+    parser.add_argument("--callbacks", type=int, default=None, help="3000 (quick: 1000)")
+    parser.add_argument("--receipt-samples", type=int, default=None, help="5 (quick: 3)")
+    parser.add_argument("--e2e-samples", type=int, default=None, help="10 (quick: 5)")
+    parser.add_argument("--e2e-poll-seconds", type=float, default=1.0)
     args = parser.parse_args(argv)
     patients = args.patients or (2000 if args.quick else 10_000)
     messages = args.messages or (1000 if args.quick else 4000)
@@ -394,6 +473,11 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     extra += diag
                 rows += extra
+            if "receipts" not in args.skip:
+                rows += bench_receipts(
+                    dbs, Path(tmp), args.callbacks or (1000 if args.quick else 3000),
+                    args.receipt_samples or (3 if args.quick else 5),
+                    args.e2e_samples or (5 if args.quick else 10), args.e2e_poll_seconds)
     finally:
         dbs.close()
     log(f"done in {time.monotonic() - started:.0f} s")

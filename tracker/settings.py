@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -97,6 +98,10 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_sender: str | None = None
     smtp_timeout_seconds: float = 10.0
+    # delivery receipts (docs/delivery-receipts.md): Twilio posts message statuses to
+    # public_url + /twilio/status (unset: no callbacks, polling only); the polling
+    receipt_poll_seconds: float = Field(default=60.0, gt=0)
+    receipt_poll_batch: int = Field(default=50, ge=1, le=1000)
 
     # seals (tracker.seals): ID:SECRET signs; former ID:SECRET,… still verify
     seal_key: SecretStr | None = None
@@ -118,6 +123,17 @@ class Settings(BaseSettings):
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"unknown time zone {value!r}") from None
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query \
+                or parts.fragment:
+            raise ValueError("must be an http(s) URL such as https://cno.example.org")
+        return value.strip().rstrip("/")
 
     @model_validator(mode="after")
     def _readable_seal_keys(self) -> Settings:

@@ -47,8 +47,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cno_tracker.web")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-#: the page modules, each with a ``router``
+#: the page modules, each with a ``router`` (Twilio's webhooks first: routes are matched
+#: in order, and at hundreds of callbacks a second the matching shows)
 ROUTERS = (
+    "web.routes.twilio",
     "web.routes.auth",
     "web.routes.health",
     "web.routes.ward",

@@ -50,7 +50,7 @@ MATRIX: dict[Role, frozenset[Action]] = {
 #: paths served without a login (and without clinical data)
 PUBLIC_PATHS = frozenset({"/login", "/logout", "/healthz", "/readyz", "/static",
                           # guarded otherwise: Twilio's signature, the metrics bearer token
-                          "/twilio/inbound", "/metrics"})
+                          "/twilio/inbound", "/twilio/status", "/metrics"})
 
 
 def allowed(role: str, action: Action) -> bool:

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -81,6 +83,13 @@ KNOWN_CODES: dict[int, str] = {
     21612: "Twilio cannot route a message to the recipient's number",
     21614: "the recipient's number is not a mobile number",
     21659: "the sender number does not belong to the Twilio account",
+    # delivery receipts (status callbacks, polling): the message was accepted, then
+    30003: "the handset is unreachable (switched off or out of coverage)",
+    30004: "the message was blocked by the recipient or the carrier",
+    30005: "the destination number is unknown or no longer exists",
+    30006: "the destination is a landline or its carrier cannot take SMS",
+    30007: "the carrier filtered the message",
+    30008: "the carrier reported an unknown error",
 }
 
 
@@ -172,8 +181,11 @@ class TwilioSmsChannel:
     :param base_url: send API calls to this ``http(s)://host:port`` instead of Twilio.
     :param http_client: a ready :class:`twilio.http.HttpClient` (then ``base_url`` must be None).
     :param timeout: seconds for connecting and for reading the answer.
+    :param status_callback: the URL Twilio posts the message's status to
+        (``CNO_TRACKER_PUBLIC_URL/twilio/status``); None: no callback (polling only).
 
-    Nothing touches the network until :meth:`send`.
+    Nothing touches the network until :meth:`send`. :meth:`fetch_message` and
+    :meth:`find_messages` read messages back (delivery receipts by polling).
     """
 
     name = CHANNEL
@@ -189,6 +201,7 @@ class TwilioSmsChannel:
         http_client: HttpClient | None = None,
         timeout: float = 10,
         urgent_validity_seconds: int | None = 900,
+        status_callback: str | None = None,
     ) -> None:
         if not account_sid:
             raise ValueError("a Twilio account SID is required")
@@ -208,10 +221,14 @@ class TwilioSmsChannel:
             raise ValueError("timeout must be positive")
         if http_client is not None and base_url is not None:
             raise ValueError("pass either base_url or http_client, not both")
+        if status_callback is not None and urlsplit(status_callback).scheme not in (
+                "http", "https"):
+            raise ValueError("the status callback must be an http(s) URL")
         self.account_sid = account_sid
         self.from_number = from_number
         self.messaging_service_sid = messaging_service_sid
         self.urgent_validity_seconds = urgent_validity_seconds
+        self.status_callback = status_callback
         self.timeout = float(timeout)
         self._token = token
         if http_client is None:
@@ -246,8 +263,10 @@ class TwilioSmsChannel:
             # an urgent page delivered hours late is worse than one that fails and escalates
             sender["validity_period"] = self.urgent_validity_seconds
         try:
+            extra: dict[str, Any] = (
+                {"status_callback": self.status_callback} if self.status_callback else {})
             created = self._twilio().messages.create(
-                to=recipient.phone, body=message.sms_text, **sender)
+                to=recipient.phone, body=message.sms_text, **sender, **extra)
         except (TwilioRestException, TwilioServiceException) as exc:
             status = int(exc.status)
             code = _twilio_code(exc.code, status)
@@ -274,6 +293,66 @@ class TwilioSmsChannel:
         log.info("sms sent: alert %s to staff %s, sid %s",
                  message.alert_id, recipient.staff_id, sid)
         return DeliveryReceipt(provider_id=str(sid), channel=CHANNEL)
+
+
+    # ----------------------------------------------------------------- reading back
+    def fetch_message(self, sid: str) -> ProviderMessage | None:
+        """The message ``sid`` as Twilio has it now (``GET …/Messages/{sid}.json``); None
+        when Twilio does not know it (404). Raises :class:`LookupFailed` otherwise."""
+        try:
+            found = self._twilio().messages(sid).fetch()
+        except (TwilioRestException, TwilioServiceException) as exc:
+            if int(exc.status) == 404:
+                return None
+            raise LookupFailed(f"Twilio refused the look-up (HTTP {int(exc.status)})") from None
+        except (requests.RequestException, ValueError, KeyError) as exc:
+            raise LookupFailed(f"Twilio look-up failed ({type(exc).__name__})") from None
+        return _provider_message(found)
+
+    def find_messages(self, to: str, on: date) -> list[ProviderMessage]:
+        """Messages from our sender to ``to`` whose sent date (GMT) is ``on``
+        (``GET …/Messages.json?To=…&From=…&DateSent=YYYY-MM-DD``, at most 200)."""
+        try:
+            # with a Messaging Service the sender is one of its numbers: filter by To only
+            sender: dict[str, Any] = (
+                {} if self.messaging_service_sid is not None else {"from_": self.from_number})
+            found = self._twilio().messages.list(
+                to=to, date_sent=on.isoformat(), limit=200, page_size=100, **sender)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise LookupFailed(f"Twilio refused the look-up (HTTP {int(exc.status)})") from None
+        except (requests.RequestException, ValueError, KeyError) as exc:
+            raise LookupFailed(f"Twilio look-up failed ({type(exc).__name__})") from None
+        return [_provider_message(m) for m in found]
+
+
+class LookupFailed(Exception):
+    """Reading a message back from Twilio failed (the poll tries again later)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderMessage:
+    """A message as the provider reports it (no body kept: it is ours and PHI-free, but a
+    look-up has no need of it beyond matching)."""
+
+    sid: str
+    to: str | None
+    status: str | None
+    error_code: int | None
+    date_created: datetime | None
+    body: str | None = None
+
+
+def _provider_message(found: Any) -> ProviderMessage:
+    code = getattr(found, "error_code", None)
+    try:
+        error_code = int(code) if code not in (None, "") else None
+    except (TypeError, ValueError):
+        error_code = None
+    status = getattr(found, "status", None)
+    return ProviderMessage(
+        sid=str(found.sid), to=getattr(found, "to", None),
+        status=str(status) if status is not None else None, error_code=error_code,
+        date_created=getattr(found, "date_created", None), body=getattr(found, "body", None))
 
 
 def _twilio_code(code: object, status: int) -> int | None:

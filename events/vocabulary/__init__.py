@@ -16,10 +16,12 @@ from events.vocabulary.accounts import (
 from events.vocabulary.alerting import (
     AlertAcknowledged,
     AlertCancelled,
+    AlertDelivered,
     AlertEscalated,
     AlertFailed,
     AlertRaised,
     AlertSent,
+    AlertUndelivered,
 )
 from events.vocabulary.common import EventData, ImagingLesion, Lesion
 from events.vocabulary.corrections import EntryCorrected, EntryVoided
@@ -54,6 +56,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         MedicationStopped, InfusionAdministered, AdverseEventRecorded, ProcedureRecorded,
         EntryVoided, EntryCorrected,
         AlertRaised, AlertSent, AlertFailed, AlertEscalated, AlertAcknowledged, AlertCancelled,
+        AlertDelivered, AlertUndelivered,
         AccountCreated, AccountRoleChanged, AccountPasswordChanged, AccountDisabled,
         AccountLocked, AccountTokenIssued, AccountTokenRevoked, RecordAccessed,
         SmsOptedOut, SmsOptedIn, RosterOwnerTold, TestMessageSent,
@@ -75,8 +78,9 @@ IMPORTABLE_TYPES: dict[str, type[EventData]] = {
 
 __all__ = [
     "EVENT_TYPES", "IMPORTABLE_TYPES", "UNITS",
-    "AdverseEventRecorded", "AlertAcknowledged", "AlertCancelled", "AlertEscalated",
-    "AlertFailed", "AlertRaised", "AlertSent", "BiopsyRecorded", "ComorbidityRecorded",
+    "AdverseEventRecorded", "AlertAcknowledged", "AlertCancelled", "AlertDelivered",
+    "AlertEscalated", "AlertFailed", "AlertRaised", "AlertSent", "AlertUndelivered",
+    "BiopsyRecorded", "ComorbidityRecorded",
     "DiagnosisAssessed", "EntryCorrected", "EntryVoided", "EventData", "ImagingLesion",
     "ImagingRecorded", "InfusionAdministered", "JanssonCriteria", "LabResultRecorded", "Lesion",
     "MedicationChanged", "MedicationStarted", "MedicationStopped", "PatientEnrolled",

@@ -45,6 +45,29 @@ class AlertFailed(_AlertEvent):
     attempt: int = 1
 
 
+class AlertDelivered(_AlertEvent):
+    """The provider reported the message delivered to the handset (a Twilio status
+    callback or a poll of the message); at most once per delivery."""
+
+    channel: ShortText
+    recipient: ShortText
+    provider_id: ShortText
+    source: Literal["callback", "poll"]
+
+
+class AlertUndelivered(_AlertEvent):
+    """The provider reported the message undelivered or failed after accepting it;
+    ``error_code`` is the provider's (Twilio 30003 unreachable handset, 30005 unknown
+    number, 30006 landline…); at most once per delivery."""
+
+    channel: ShortText
+    recipient: ShortText
+    provider_id: ShortText
+    status: Literal["undelivered", "failed"]
+    error_code: int | None = None
+    source: Literal["callback", "poll"]
+
+
 class AlertEscalated(_AlertEvent):
     to_role: ShortText
     level: int
