@@ -1,7 +1,7 @@
 """API tokens of integration accounts (POST /fhir): only the SHA-256 of each token.
 
 Revision ID: 0011_api_tokens
-Revises: 0010_oncall
+Revises: 0009_receipts
 Create Date: 2026-12-02
 """
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from events.store.types import UTCDateTime
 
 
 revision: str = '0011_api_tokens'
-down_revision: str | None = '0010_oncall'
+down_revision: str | None = '0009_receipts'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
