@@ -1,8 +1,7 @@
 """``POST /twilio/inbound``: SMS replies to the alert number (Twilio's incoming-message
 webhook). No login; instead every request must carry a valid ``X-Twilio-Signature``
-(the client library's :class:`RequestValidator` over ``CNO_TRACKER_PUBLIC_URL`` + the
-path and the form parameters, keyed by the auth token): unsigned or wrongly signed → 403,
-nothing recorded.
+(checked by :mod:`web.twilio_signature`, shared with ``/twilio/status``): unsigned or
+wrongly signed → 403, nothing recorded.
 
 - ``OK 4F7K`` (case and spaces tolerated) from a roster member's phone acknowledges the
   open alert with that code as that member, recorded with the reply's ``MessageSid``.
@@ -18,12 +17,10 @@ nothing, and a member is not charged a reply). Retried webhooks change nothing t
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
-from twilio.request_validator import RequestValidator
 
 from alerts.dispatch import logfmt
 from alerts.optouts import record_opt
@@ -31,28 +28,13 @@ from alerts.outbox import Outbox
 from alerts.replies import parse_reply
 from alerts.roster import StaffMember
 from web.deps import WebContext, context
+from web.twilio_signature import twilio_form
 
 router = APIRouter()
 log = logging.getLogger("cno_tracker.web.twilio")
 PATH = "/twilio/inbound"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 BY = "sms-reply"
-
-
-def signed_url(public_url: str, request: Request) -> str:
-    """The URL Twilio signed: the public address, the path and the query string."""
-    query = f"?{request.url.query}" if request.url.query else ""
-    return public_url.rstrip("/") + request.url.path + query
-
-
-def signature_ok(ctx: WebContext, request: Request, params: dict[str, str]) -> bool:
-    token = ctx.core.settings.twilio_auth_token
-    public_url = ctx.settings.public_url or ctx.core.settings.public_url
-    signature = request.headers.get("X-Twilio-Signature")
-    if token is None or not public_url or not signature:
-        return False
-    validator = RequestValidator(token.get_secret_value())
-    return bool(validator.validate(signed_url(public_url, request), params, signature))
 
 
 def _twiml() -> Response:
@@ -104,12 +86,7 @@ def handle(ctx: WebContext, params: dict[str, str]) -> str:
 @router.post(PATH)
 async def inbound(request: Request) -> Response:
     ctx = context(request)
-    form = await request.form()
-    params: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
-    if not signature_ok(ctx, request, params):
-        log.warning(logfmt("twilio.signature_refused", path=PATH))
-        return Response("Forbidden: missing or invalid X-Twilio-Signature", status_code=403,
-                        media_type="text/plain")
+    params = await twilio_form(request)  # 403 unless signed by Twilio (web.twilio_signature)
     outcome = await run_in_threadpool(handle, ctx, params)
     log.info(logfmt("sms.inbound", outcome=outcome))
     return _twiml()
