@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -25,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnClause
 
+from events.envelope import RecordedEvent, recorded_event
 from events.store.recorder import BULK_COLUMNS, Recorder
 from events.store.tables import events as T
 
@@ -40,6 +42,11 @@ READ_BOUND: ColumnClause[Any] = literal_column("""(
              WHERE backend_xid IS NOT NULL
                AND datname IS DISTINCT FROM current_database())))
     FROM pg_current_snapshot() AS s)""")
+
+
+def _utc(moment: datetime) -> datetime:
+    """The engine's sessions run in UTC (engine.py), so psycopg returns UTC already."""
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
 class PostgresRecorder(Recorder):
@@ -104,6 +111,10 @@ class PostgresRecorder(Recorder):
         except psycopg.errors.IntegrityError as exc:
             # psycopg's own error: COPY bypasses SQLAlchemy's exception wrapping
             raise self.refusal(exc, rows[0]["stream"], rows[0]["version"] - 1, rows) from None
+
+    def recorded(self, r: Sequence[Any]) -> RecordedEvent:
+        return recorded_event((r[0], r[1], r[2], r[3], r[4], r[5], r[6], _utc(r[7]), r[8],
+                               _utc(r[9]), r[10], r[11], r[12], r[13]))
 
     def violated_constraint(self, exc: BaseException) -> str | None:
         orig = exc.orig if isinstance(exc, IntegrityError) else exc

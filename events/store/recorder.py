@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, Select, Table, and_, func, insert, se
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnClause
 
-from events.envelope import GENESIS
+from events.envelope import GENESIS, RecordedEvent
 from events.errors import ConcurrencyConflict, DuplicateIdempotencyKey, StoreError
 from events.store.tables import events as T
 from events.store.types import Head
@@ -130,6 +130,12 @@ class Recorder(ABC):
     def analyze(self, conn: Connection) -> None:  # noqa: B027 (optional capability)
         """Refresh the planner's statistics after a bulk load (where there is a planner
         that needs it); nothing by default."""
+
+    @abstractmethod
+    def recorded(self, row: Sequence[Any]) -> RecordedEvent:
+        """The event of a row of the events table's columns in ``RecordedEvent``'s order
+        as the driver returns it (no SQLAlchemy type processing: the recorder converts
+        what its driver leaves as text, and puts every instant in UTC)."""
 
     # ------------------------------------------------------------------ writing
     @abstractmethod

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Insert
 
+from events.envelope import RecordedEvent, recorded_event
 from events.store.recorder import BULK_COLUMNS, Recorder
 from events.store.tables import events as T
 from events.store.tables import metadata
@@ -28,6 +30,18 @@ def _instant(moment: datetime) -> str:
     """SQLAlchemy's SQLite DATETIME storage format, in UTC."""
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ",
                                                                 timespec="microseconds")
+
+
+@lru_cache(maxsize=65536)
+def _stored_instant(text: str) -> datetime:
+    """An instant as :func:`_instant` (and SQLAlchemy's DATETIME) stored it, in UTC (cached:
+    an import stamps all its events with one ``recorded_at``, bare dates repeat)."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@lru_cache(maxsize=65536)
+def _stored_day(text: str) -> date:
+    return date.fromisoformat(text)
 
 
 def _unique_constraints() -> dict[tuple[str, frozenset[str]], str]:
@@ -73,6 +87,11 @@ class SQLiteRecorder(Recorder):
                 r["content_hash"], r["data"], r["hash"]) for r in rows])
         except sqlite3.IntegrityError as exc:
             raise self.refusal(exc, rows[0]["stream"], rows[0]["version"] - 1, rows) from None
+
+    def recorded(self, r: Sequence[Any]) -> RecordedEvent:
+        instant = _stored_instant
+        return recorded_event((r[0], r[1], r[2], r[3], r[4], r[5], r[6], instant(r[7]),
+                               _stored_day(r[8]), instant(r[9]), r[10], r[11], r[12], r[13]))
 
     def violated_constraint(self, exc: BaseException) -> str | None:
         """SQLite reports the columns of a violated unique constraint, not its name: the
