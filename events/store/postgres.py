@@ -22,15 +22,25 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnClause
 
 from events.envelope import RecordedEvent, recorded_event
-from events.store.recorder import BULK_COLUMNS, Recorder
+from events.store.recorder import BULK_COLUMNS, STREAM_VERSION, Recorder
 from events.store.tables import events as T
 
 _COPY = f"COPY events (tx, {', '.join(BULK_COLUMNS)}) FROM STDIN"
+
+_TX = "pg_current_xact_id()::text::bigint"
+_COLUMNS = ", ".join(BULK_COLUMNS)
+_PARAMS = ", ".join(["%s"] * len(BULK_COLUMNS))
+#: one event, its own transaction: the first of its stream / after a head the database checks
+_APPEND_FIRST = (f"INSERT INTO events (tx, {_COLUMNS}) VALUES ({_TX}, {_PARAMS}) "
+                 "RETURNING position, tx")
+_APPEND_AFTER = (f"INSERT INTO events (tx, {_COLUMNS}) SELECT {_TX}, {_PARAMS} WHERE EXISTS "
+                 "(SELECT 1 FROM events WHERE stream = %s AND version = %s AND hash = %s) "
+                 "RETURNING position, tx")
 
 #: the exclusive upper bound of ``tx`` a reader may read, see sql.py's module doc
 READ_BOUND: ColumnClause[Any] = literal_column("""(
@@ -98,6 +108,39 @@ class PostgresRecorder(Recorder):
 
     def analyze(self, conn: Connection) -> None:
         conn.execute(text("ANALYZE events"))
+
+    def append_one(self, row: dict[str, Any], after: Any) -> tuple[int, int] | None:
+        """One statement on the pool's raw connection in autocommit: one round trip
+        (``BEGIN``, a head ``SELECT``, ``INSERT``, ``COMMIT`` were four), one commit."""
+        values = tuple(row[c] for c in BULK_COLUMNS)
+        sql, params = ((_APPEND_AFTER, (*values, row["stream"], after.version, after.hash))
+                       if after.version else (_APPEND_FIRST, values))
+        raw = self.engine.raw_connection()
+        dbapi = raw.dbapi_connection
+        assert dbapi is not None
+        try:
+            dbapi.autocommit = True
+            cur = dbapi.cursor()
+            try:
+                cur.execute(sql, params)
+                keys = cur.fetchall()
+            finally:
+                cur.close()
+        except psycopg.errors.IntegrityError as exc:
+            if self.violated_constraint(exc) == STREAM_VERSION:
+                return None
+            raise self.refusal(exc, row["stream"], row["version"] - 1, [row]) from None
+        except psycopg.Error as exc:
+            broken = bool(dbapi.closed) or isinstance(exc, psycopg.OperationalError)
+            if broken:
+                raw.invalidate(exc)
+            raise DBAPIError.instance(sql, params, exc, psycopg.Error,
+                                      connection_invalidated=broken) from exc
+        finally:
+            if not dbapi.closed:
+                dbapi.autocommit = False
+            raw.close()
+        return (int(keys[0][0]), int(keys[0][1])) if keys else None
 
     def bulk_insert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Rows through COPY, inside the caller's transaction."""

@@ -49,7 +49,7 @@ from events.store.recorder import Recorder, recorder_for
 from events.store.streams import PATIENT, kind_of
 from events.store.tables import events as T
 from events.store.types import Head
-from events.store.writing import Writer
+from events.store.writing import Writer, build_rows, recorded_events
 
 __all__ = ["START", "ChainBreak", "Checkpoint", "EventStore", "Head"]
 
@@ -103,9 +103,23 @@ def _plain(value: Any) -> bool:
     return value is None or isinstance(value, int | str)
 
 
+#: the most stream heads a store remembers as hints (then it forgets them all)
+HEAD_HINTS = 100_000
+
+
 class EventStore:
-    """The log. Keeps no state between calls (no cache of stream heads): any number of
-    stores, in any number of processes, on one database see the same log."""
+    """The log. Any number of stores, in any number of processes, on one database see the
+    same log: nothing a store remembers decides anything.
+
+    A store keeps *hints*: the heads (version, hash) of streams as committed by its own
+    transactions. A single-event append whose expected version matches the hint goes out
+    as one statement that the database itself checks (the previous event exists with that
+    hash, and the unique ``(stream, version)`` refuses a taken version); when the hint is
+    missing, stale (another store or process appended) or refused, the append takes the
+    ordinary path and reads the head in its transaction. A hint is set only after its
+    transaction committed, so it never names an event that does not exist. (The head cache
+    removed in eeb698d *decided* conflicts from memory: a second store refused
+    ``expected_version=2`` after the first had appended v2.)"""
 
     def __init__(self, engine: Engine, recorder: Recorder | None = None) -> None:
         self.engine = engine
@@ -113,6 +127,7 @@ class EventStore:
         self.recorder = recorder or recorder_for(engine)
         self.dialect = self.recorder.dialect
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._hints: dict[str, Head] = {}
 
     # ------------------------------------------------------------------ writing
     @contextmanager
@@ -122,12 +137,37 @@ class EventStore:
             writer = Writer(self.recorder, conn)
             yield writer
             writer.flush()
+        self._remember(writer.heads)  # committed: every head it saw or moved is a fact
 
     def append(self, stream: str, expected_version: int,
                new: Sequence[NewEvent]) -> list[RecordedEvent]:
         """Append a batch to one stream, all or nothing; returns the stored events."""
+        if len(new) == 1:
+            done = self._append_one(stream, expected_version, new[0])
+            if done is not None:
+                return [done]
         with self.transaction() as w:
             return w.append(stream, expected_version, new)
+
+    def _append_one(self, stream: str, expected_version: int,
+                    event: NewEvent) -> RecordedEvent | None:
+        """One event in one database-checked statement, when the head is known (a first
+        event, or the hint agrees with the caller); None: take the ordinary path."""
+        head = Head(0, GENESIS) if expected_version == 0 else self._hints.get(stream)
+        if head is None or head.version != expected_version:
+            return None
+        rows = build_rows(stream, head, [event])
+        keys = self.recorder.append_one(rows[0], head)
+        if keys is None:
+            self._hints.pop(stream, None)
+            return None
+        self._remember({stream: Head(rows[0]["version"], rows[0]["hash"])})
+        return recorded_events(rows, [keys])[0]
+
+    def _remember(self, heads: dict[str, Head]) -> None:
+        if len(self._hints) + len(heads) > HEAD_HINTS:
+            self._hints.clear()
+        self._hints.update(heads)
 
     # ------------------------------------------------------------------ heads
     def head(self, stream: str, *, conn: Connection | None = None) -> Head:
