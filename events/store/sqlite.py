@@ -97,13 +97,20 @@ class SQLiteRecorder(Recorder):
         sql, params = ((_APPEND_AFTER, (*values, row["stream"], after.version, after.hash))
                        if after.version else (_APPEND_FIRST, values))
         raw = self.engine.raw_connection()
+        dbapi: Any = raw.dbapi_connection
+        # the driver in autocommit: SQLAlchemy leaves a pooled connection in its default
+        # mode after an AUTOCOMMIT use, and there the driver would BEGIN implicitly (and
+        # the pool's reset would roll the insert back)
+        mode, dbapi.isolation_level = dbapi.isolation_level, None
         try:
-            cur = raw.cursor()
+            cur = dbapi.cursor()
             try:
                 cur.execute(sql, params)
                 keys = cur.fetchall()
             finally:
                 cur.close()
+            if dbapi.in_transaction:  # never expected; the statement must not stay open
+                dbapi.commit()
         except sqlite3.IntegrityError as exc:
             if self.violated_constraint(exc) == STREAM_VERSION:
                 return None
@@ -111,6 +118,7 @@ class SQLiteRecorder(Recorder):
         except sqlite3.Error as exc:
             raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
         finally:
+            dbapi.isolation_level = mode
             raw.close()
         return (int(keys[0][0]), int(keys[0][1])) if keys else None
 

@@ -107,3 +107,18 @@ def test_fast_reads_equal_the_ordinary_path(store: EventStore) -> None:
         assert store.read_batch(START, 100, conn=conn) == fast
         conn.execute(select(T.c.position).limit(1)).all()
     assert [e.data for e in fast] == [e.data for e in ordinary]
+
+
+def test_single_appends_between_reads_are_committed(store: EventStore) -> None:
+    """A pooled connection used for an autocommit read, then for a one-statement append:
+    the append is committed (another engine sees it), not rolled back by the pool."""
+    other = _other(store)
+    try:
+        store.append("P0001", 0, [enrol()])
+        for v in range(1, 4):
+            assert store.stream_version("P0001") == v  # an autocommit read first
+            store.append("P0001", v, [visit()])
+            assert other.stream_version("P0001") == v + 1
+        assert len(list(other.read_all())) == 4 and other.verify() == []
+    finally:
+        other.engine.dispose()
