@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
-from functools import cached_property, lru_cache
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from events.upcasting import upcast
-from events.vocabulary import EventData, data_class_for
+from events.vocabulary import EVENT_TYPES, EventData, data_class_for
 from events.vocabulary.common import TRUSTED
 
 GENESIS = "0" * 64
@@ -36,11 +37,27 @@ def decode_data(event_type: str, schema_version: int, payload: str | bytes, *,
                 trusted: bool = True) -> EventData:
     """A stored payload as its model. Stored payloads are trusted by default (see
     ``events.vocabulary.common.TRUSTED``); ``verify`` decodes them untrusted."""
-    cls = data_class_for(event_type)
+    cls = EVENT_TYPES.get(event_type) or data_class_for(event_type)
     if schema_version != cls.schema_version:
         upcasted = upcast(event_type, schema_version, orjson.loads(payload))
         payload = orjson.dumps(upcasted)
-    return cls.model_validate_json(payload, context=TRUSTED if trusted else None)
+    # the model's validator itself (what model_validate_json calls, minus its wrapper)
+    data: EventData = cls.__pydantic_validator__.validate_json(
+        payload, context=TRUSTED if trusted else None)
+    return data
+
+
+class _Decoded:
+    """``RecordedEvent.data``: the payload decoded on first use, then kept in the event's
+    ``__dict__`` (a non-data descriptor: later reads never come back here). Unlike
+    ``functools.cached_property`` (Python 3.11), it takes no lock per first use."""
+
+    def __get__(self, event: RecordedEvent | None, owner: type) -> Any:
+        if event is None:
+            return self
+        data = decode_data(event.type, event.schema_version, event.payload)
+        event.__dict__["data"] = data
+        return data
 
 
 def content_hash(event_type: str, stream: str, occurred_at: datetime,
@@ -122,9 +139,12 @@ class RecordedEvent:
     def patient(self) -> str:
         return self.stream
 
-    @cached_property
-    def data(self) -> EventData:
-        return decode_data(self.type, self.schema_version, self.payload)
+    if TYPE_CHECKING:
+        @property
+        def data(self) -> EventData:
+            """The payload as its model, decoded on first use (trusted: ``decode_data``)."""
+    else:
+        data = _Decoded()
 
     def as_dict(self) -> dict[str, Any]:
         """The audit view of one event (interchange: timeline)."""
@@ -136,3 +156,17 @@ class RecordedEvent:
             "recorded_at": utc_iso(self.recorded_at), "recorded_by": self.recorded_by,
             "idempotency_key": self.idempotency_key, "data": dump_data(self.data),
         }
+
+
+_RECORDED_FIELDS = tuple(f.name for f in fields(RecordedEvent))
+_new = object.__new__
+_set = object.__setattr__
+
+
+def recorded_event(values: Sequence[Any]) -> RecordedEvent:
+    """A :class:`RecordedEvent` from its field values in order (a stored row, values
+    already converted), without the frozen dataclass's per-field ``__setattr__`` calls:
+    a log read builds one per row."""
+    event = _new(RecordedEvent)
+    _set(event, "__dict__", dict(zip(_RECORDED_FIELDS, values, strict=True)))
+    return event

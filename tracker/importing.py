@@ -17,10 +17,11 @@ anywhere rolls the whole transaction back; so does ``dry_run``, after every chec
 from __future__ import annotations
 
 import gc
-import uuid
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from typing import IO, Any
 
 from sqlalchemy import Connection
@@ -74,6 +75,26 @@ class ConcurrentImport(ConcurrencyConflict):
                                  "during this import; re-read and retry")
 
 
+#: the types whose target event the import checks (one union object, made once)
+_TARGETED = EntryVoided | EntryCorrected
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` writes it, without
+    building a ``UUID`` object per event (an import makes one per line)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@lru_cache(maxsize=65536)
+def _local_midnight(day: date, zone: tzinfo) -> datetime:
+    """The UTC instant of a local date's midnight (cached: clinical dates repeat)."""
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
 class _RolledBack(Exception):
     """Ends a dry run's transaction after every check ran."""
 
@@ -84,7 +105,7 @@ def when_to_instant(value: date | datetime, protocol: Protocol) -> tuple[datetim
     zone = protocol.zone
     if isinstance(value, datetime):
         return value.astimezone(UTC), value.astimezone(zone).date()
-    return datetime.combine(value, time(0), tzinfo=zone).astimezone(UTC), value
+    return _local_midnight(value, zone), value
 
 
 def bounded_lines(stream: IO[bytes], max_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes]:
@@ -226,7 +247,7 @@ class _Importer:
         keys = [m.idempotency_key for _, m in batch if m.idempotency_key]
         stored_keys = store.find_idempotency_keys(keys, conn=conn) if keys else {}
         self.targets.load(store, (m.data.target_event_id for _, m in batch
-                                  if isinstance(m.data, EntryVoided | EntryCorrected)), conn)
+                                  if isinstance(m.data, _TARGETED)), conn)
         batch_keys: dict[str, str] = {}
         pending: dict[str, list[NewEvent]] = {}
         for number, m in batch:
@@ -254,7 +275,8 @@ class _Importer:
             problems.append(Problem(
                 number, "patient",
                 f"{m.patient} is not enrolled: a PatientEnrolled line must come first"))
-        if isinstance(data, EntryVoided | EntryCorrected):
+        targeted = isinstance(data, _TARGETED)
+        if targeted:
             problems.extend(check_target(number, m.patient, data, self.targets))
         data_json = canonical_json(dump_data(data))
         key_hash = content_hash(m.type, m.patient, occurred_at, data_json)
@@ -275,10 +297,10 @@ class _Importer:
             for p in problems:
                 self._problem(p)
             return None
-        if isinstance(data, EntryVoided | EntryCorrected):
+        if targeted:
             self.targets.record(number, data)
         return NewEvent(
-            event_id=str(uuid.uuid4()), type=m.type, data=data, occurred_at=occurred_at,
+            event_id=new_event_id(), type=m.type, data=data, occurred_at=occurred_at,
             occurred_on=occurred_on, recorded_at=self.now,
             recorded_by=m.recorded_by or self.default_by, idempotency_key=m.idempotency_key,
             data_json=data_json, content_hash=key_hash)

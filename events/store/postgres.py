@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -21,14 +22,25 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnClause
 
-from events.store.recorder import BULK_COLUMNS, Recorder
+from events.envelope import RecordedEvent, recorded_event
+from events.store.recorder import BULK_COLUMNS, STREAM_VERSION, Recorder
 from events.store.tables import events as T
 
 _COPY = f"COPY events (tx, {', '.join(BULK_COLUMNS)}) FROM STDIN"
+
+_TX = "pg_current_xact_id()::text::bigint"
+_COLUMNS = ", ".join(BULK_COLUMNS)
+_PARAMS = ", ".join(["%s"] * len(BULK_COLUMNS))
+#: one event, its own transaction: the first of its stream / after a head the database checks
+_APPEND_FIRST = (f"INSERT INTO events (tx, {_COLUMNS}) VALUES ({_TX}, {_PARAMS}) "
+                 "RETURNING position, tx")
+_APPEND_AFTER = (f"INSERT INTO events (tx, {_COLUMNS}) SELECT {_TX}, {_PARAMS} WHERE EXISTS "
+                 "(SELECT 1 FROM events WHERE stream = %s AND version = %s AND hash = %s) "
+                 "RETURNING position, tx")
 
 #: the exclusive upper bound of ``tx`` a reader may read, see sql.py's module doc
 READ_BOUND: ColumnClause[Any] = literal_column("""(
@@ -40,6 +52,11 @@ READ_BOUND: ColumnClause[Any] = literal_column("""(
              WHERE backend_xid IS NOT NULL
                AND datname IS DISTINCT FROM current_database())))
     FROM pg_current_snapshot() AS s)""")
+
+
+def _utc(moment: datetime) -> datetime:
+    """The engine's sessions run in UTC (engine.py), so psycopg returns UTC already."""
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
 class PostgresRecorder(Recorder):
@@ -92,6 +109,39 @@ class PostgresRecorder(Recorder):
     def analyze(self, conn: Connection) -> None:
         conn.execute(text("ANALYZE events"))
 
+    def append_one(self, row: dict[str, Any], after: Any) -> tuple[int, int] | None:
+        """One statement on the pool's raw connection in autocommit: one round trip
+        (``BEGIN``, a head ``SELECT``, ``INSERT``, ``COMMIT`` were four), one commit."""
+        values = tuple(row[c] for c in BULK_COLUMNS)
+        sql, params = ((_APPEND_AFTER, (*values, row["stream"], after.version, after.hash))
+                       if after.version else (_APPEND_FIRST, values))
+        raw = self.engine.raw_connection()
+        dbapi = raw.dbapi_connection
+        assert dbapi is not None
+        try:
+            dbapi.autocommit = True
+            cur = dbapi.cursor()
+            try:
+                cur.execute(sql, params)
+                keys = cur.fetchall()
+            finally:
+                cur.close()
+        except psycopg.errors.IntegrityError as exc:
+            if self.violated_constraint(exc) == STREAM_VERSION:
+                return None
+            raise self.refusal(exc, row["stream"], row["version"] - 1, [row]) from None
+        except psycopg.Error as exc:
+            broken = bool(dbapi.closed) or isinstance(exc, psycopg.OperationalError)
+            if broken:
+                raw.invalidate(exc)
+            raise DBAPIError.instance(sql, params, exc, psycopg.Error,
+                                      connection_invalidated=broken) from exc
+        finally:
+            if not dbapi.closed:
+                dbapi.autocommit = False
+            raw.close()
+        return (int(keys[0][0]), int(keys[0][1])) if keys else None
+
     def bulk_insert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Rows through COPY, inside the caller's transaction."""
         tx = int(conn.execute(select(self.tx_expression)).scalar_one())
@@ -104,6 +154,10 @@ class PostgresRecorder(Recorder):
         except psycopg.errors.IntegrityError as exc:
             # psycopg's own error: COPY bypasses SQLAlchemy's exception wrapping
             raise self.refusal(exc, rows[0]["stream"], rows[0]["version"] - 1, rows) from None
+
+    def recorded(self, r: Sequence[Any]) -> RecordedEvent:
+        return recorded_event((r[0], r[1], r[2], r[3], r[4], r[5], r[6], _utc(r[7]), r[8],
+                               _utc(r[9]), r[10], r[11], r[12], r[13]))
 
     def violated_constraint(self, exc: BaseException) -> str | None:
         orig = exc.orig if isinstance(exc, IntegrityError) else exc

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, Select, Table, and_, func, insert, se
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnClause
 
-from events.envelope import GENESIS
+from events.envelope import GENESIS, RecordedEvent
 from events.errors import ConcurrencyConflict, DuplicateIdempotencyKey, StoreError
 from events.store.tables import events as T
 from events.store.types import Head
@@ -131,11 +131,39 @@ class Recorder(ABC):
         """Refresh the planner's statistics after a bulk load (where there is a planner
         that needs it); nothing by default."""
 
+    @abstractmethod
+    def recorded(self, row: Sequence[Any]) -> RecordedEvent:
+        """The event of a row of the events table's columns in ``RecordedEvent``'s order
+        as the driver returns it (no SQLAlchemy type processing: the recorder converts
+        what its driver leaves as text, and puts every instant in UTC)."""
+
     # ------------------------------------------------------------------ writing
     @abstractmethod
     def bulk_insert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Write event rows in the caller's transaction, without RETURNING; a violated
         constraint raises :meth:`refusal`'s error."""
+
+    def append_one(self, row: dict[str, Any], after: Head) -> tuple[int, int] | None:
+        """Insert one event row in a statement of its own (its own transaction), only if
+        the stream's event ``after.version`` exists with hash ``after.hash`` (``after``
+        version 0: the row is the stream's first) and no event holds the row's version:
+        the database checks the head the caller assumed. Returns (position, tx), or None
+        when the head is not that (the caller reads it in a transaction and decides).
+        Other violated constraints raise :meth:`refusal`'s error."""
+        with self.engine.connect() as conn:
+            if after.version:
+                found = conn.execute(select(T.c.hash).where(
+                    T.c.stream == row["stream"], T.c.version == after.version)).first()
+                if found is None or found[0] != after.hash:
+                    return None
+            with conn.begin():
+                try:
+                    keys = conn.execute(self.insert_returning, [row]).all()
+                except Exception as exc:
+                    if self.violated_constraint(exc) == STREAM_VERSION:
+                        return None
+                    raise
+        return int(keys[0][0]), int(keys[0][1])
 
     @abstractmethod
     def violated_constraint(self, exc: BaseException) -> str | None:

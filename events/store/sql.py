@@ -27,13 +27,14 @@ Guarantees
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, literal, select, tuple_
+from sqlalchemy.exc import DBAPIError
 
 from events.envelope import (
     GENESIS,
@@ -48,7 +49,7 @@ from events.store.recorder import Recorder, recorder_for
 from events.store.streams import PATIENT, kind_of
 from events.store.tables import events as T
 from events.store.types import Head
-from events.store.writing import Writer
+from events.store.writing import Writer, build_rows, recorded_events
 
 __all__ = ["START", "ChainBreak", "Checkpoint", "EventStore", "Head"]
 
@@ -95,9 +96,30 @@ def _row_to_event(row: Any) -> RecordedEvent:
     return RecordedEvent(*row)
 
 
+def _plain(value: Any) -> bool:
+    """A bound value the driver takes as it is (no SQLAlchemy bind processing needed)."""
+    if isinstance(value, list):
+        return all(isinstance(v, str) for v in value)
+    return value is None or isinstance(value, int | str)
+
+
+#: the most stream heads a store remembers as hints (then it forgets them all)
+HEAD_HINTS = 100_000
+
+
 class EventStore:
-    """The log. Keeps no state between calls (no cache of stream heads): any number of
-    stores, in any number of processes, on one database see the same log."""
+    """The log. Any number of stores, in any number of processes, on one database see the
+    same log: nothing a store remembers decides anything.
+
+    A store keeps *hints*: the heads (version, hash) of streams as committed by its own
+    transactions. A single-event append whose expected version matches the hint goes out
+    as one statement that the database itself checks (the previous event exists with that
+    hash, and the unique ``(stream, version)`` refuses a taken version); when the hint is
+    missing, stale (another store or process appended) or refused, the append takes the
+    ordinary path and reads the head in its transaction. A hint is set only after its
+    transaction committed, so it never names an event that does not exist. (The head cache
+    removed in eeb698d *decided* conflicts from memory: a second store refused
+    ``expected_version=2`` after the first had appended v2.)"""
 
     def __init__(self, engine: Engine, recorder: Recorder | None = None) -> None:
         self.engine = engine
@@ -105,6 +127,7 @@ class EventStore:
         self.recorder = recorder or recorder_for(engine)
         self.dialect = self.recorder.dialect
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._hints: dict[str, Head] = {}
 
     # ------------------------------------------------------------------ writing
     @contextmanager
@@ -114,12 +137,37 @@ class EventStore:
             writer = Writer(self.recorder, conn)
             yield writer
             writer.flush()
+        self._remember(writer.heads)  # committed: every head it saw or moved is a fact
 
     def append(self, stream: str, expected_version: int,
                new: Sequence[NewEvent]) -> list[RecordedEvent]:
         """Append a batch to one stream, all or nothing; returns the stored events."""
+        if len(new) == 1:
+            done = self._append_one(stream, expected_version, new[0])
+            if done is not None:
+                return [done]
         with self.transaction() as w:
             return w.append(stream, expected_version, new)
+
+    def _append_one(self, stream: str, expected_version: int,
+                    event: NewEvent) -> RecordedEvent | None:
+        """One event in one database-checked statement, when the head is known (a first
+        event, or the hint agrees with the caller); None: take the ordinary path."""
+        head = Head(0, GENESIS) if expected_version == 0 else self._hints.get(stream)
+        if head is None or head.version != expected_version:
+            return None
+        rows = build_rows(stream, head, [event])
+        keys = self.recorder.append_one(rows[0], head)
+        if keys is None:
+            self._hints.pop(stream, None)
+            return None
+        self._remember({stream: Head(rows[0]["version"], rows[0]["hash"])})
+        return recorded_events(rows, [keys])[0]
+
+    def _remember(self, heads: dict[str, Head]) -> None:
+        if len(self._hints) + len(heads) > HEAD_HINTS:
+            self._hints.clear()
+        self._hints.update(heads)
 
     # ------------------------------------------------------------------ heads
     def head(self, stream: str, *, conn: Connection | None = None) -> Head:
@@ -162,11 +210,49 @@ class EventStore:
         """``query`` on the caller's connection (inside its transaction), or on its own."""
         return conn.execute(query).all() if conn is not None else self._read(query)
 
+    def _rows(self, query: Any, conn: Connection | None = None
+              ) -> tuple[Sequence[Any], Callable[[Any], RecordedEvent]]:
+        """The rows a select of ``_COLUMNS`` returns and the function that makes each an
+        event, on the caller's connection (inside its transaction) or on its own in
+        autocommit.
+
+        The hot read path: the statement is compiled by SQLAlchemy and run through
+        ``exec_driver_sql`` (SQLAlchemy's error wrapping and invalidation stay), but the
+        values skip SQLAlchemy's per-value result processing; the recorder converts them
+        (``Recorder.recorded``). Statements with values that need bind processing
+        (datetimes) take the ordinary path."""
+        if conn is None:
+            with self._autocommit.connect() as c:
+                return self._rows(query, c)
+        compiled = query.compile(dialect=conn.dialect,
+                                 compile_kwargs={"render_postcompile": True})
+        params = compiled.params
+        autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        if not (autocommit or conn.in_transaction()) or not all(
+                _plain(v) for v in params.values()):
+            return conn.execute(query).all(), _row_to_event
+        args: Any = (tuple(params[name] for name in compiled.positiontup)
+                     if compiled.positiontup is not None else params)
+        result = conn.exec_driver_sql(compiled.string, args)
+        try:
+            # the driver's own tuples: no Row per row
+            rows = result.cursor.fetchall()
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(compiled.string, args, exc,
+                                      conn.dialect.loaded_dbapi.Error) from exc
+        finally:
+            result.close()
+        return rows, self.recorder.recorded
+
+    def _events(self, query: Any, conn: Connection | None = None) -> list[RecordedEvent]:
+        rows, make = self._rows(query, conn)
+        return [make(r) for r in rows]
+
     def read_stream(self, stream: str, *, known_at: datetime | None = None) -> list[RecordedEvent]:
         q = select(*_COLUMNS).where(T.c.stream == stream).order_by(T.c.version)
         if known_at is not None:
             q = q.where(T.c.recorded_at <= known_at)
-        return [_row_to_event(r) for r in self._read(q)]
+        return self._events(q)
 
     def read_streams(self, streams: Iterable[str]) -> dict[str, list[RecordedEvent]]:
         names = sorted(set(streams))
@@ -174,16 +260,15 @@ class EventStore:
         for i in range(0, len(names), _CHUNK):
             q = (select(*_COLUMNS).where(T.c.stream.in_(names[i:i + _CHUNK]))
                  .order_by(T.c.stream, T.c.version))
-            for r in self._read(q):
-                out[r.stream].append(_row_to_event(r))
+            for e in self._events(q):
+                out[e.stream].append(e)
         return out
 
     def read_batch(self, after: Checkpoint = START, limit: int = 1000, *,
                    conn: Connection | None = None) -> list[RecordedEvent]:
         """The next events after ``after`` in the order every reader follows."""
         q = self.recorder.readable(select(*_COLUMNS), (after.tx, after.position)).limit(limit)
-        rows = conn.execute(q).all() if conn is not None else self._read(q)
-        return [_row_to_event(r) for r in rows]
+        return self._events(q, conn)
 
     def tail(self) -> Checkpoint:
         """The checkpoint of the last event a reader can read now."""
@@ -193,16 +278,24 @@ class EventStore:
 
     def read_all(self, after: Checkpoint = START, *, batch_size: int = 2000,
                  known_at: datetime | None = None) -> Iterator[RecordedEvent]:
-        """Every event after ``after``, streamed in batches: memory stays flat."""
+        """Every event after ``after``, streamed in batches: memory stays flat.
+
+        Each event is made from its row as it is yielded, and the reader holds none once
+        the caller moves on: a scan's events die young instead of a whole page (with its
+        decoded payloads) surviving into the garbage collector's older generations."""
         checkpoint = after
         while True:
-            batch = self.read_batch(checkpoint, batch_size)
-            if not batch:
+            q = self.recorder.readable(select(*_COLUMNS),
+                                       (checkpoint.tx, checkpoint.position)).limit(batch_size)
+            rows, make = self._rows(q)
+            if not rows:
                 return
-            for e in batch:
+            for r in rows:
+                e = make(r)
                 if known_at is None or e.recorded_at <= known_at:
                     yield e
-            checkpoint = Checkpoint(batch[-1].tx, batch[-1].position)
+            del e
+            checkpoint = Checkpoint(int(rows[-1][1]), int(rows[-1][0]))
 
     def get_events(self, event_ids: Iterable[str], *,
                    conn: Connection | None = None) -> dict[str, RecordedEvent]:
@@ -210,7 +303,7 @@ class EventStore:
         out: dict[str, RecordedEvent] = {}
         for i in range(0, len(ids), _CHUNK):
             q = select(*_COLUMNS).where(self.recorder.any_of(T.c.event_id, ids[i:i + _CHUNK]))
-            out.update({r.event_id: _row_to_event(r) for r in self._run(q, conn)})
+            out.update({e.event_id: e for e in self._events(q, conn)})
         return out
 
     def read_types(self, streams: Iterable[str], types: Sequence[str], *,
@@ -223,7 +316,7 @@ class EventStore:
                  .where(self.recorder.any_of(T.c.stream, names[i:i + _CHUNK]),
                         T.c.type.in_(list(types)))
                  .order_by(T.c.stream, T.c.version))
-            out.extend(_row_to_event(r) for r in self._run(q, conn))
+            out.extend(self._events(q, conn))
         return out
 
     def find_idempotency_keys(self, keys: Iterable[str], *, conn: Connection | None = None

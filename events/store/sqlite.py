@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Select, Table, UniqueConstraint, literal_column
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.sql.dml import Insert
 
-from events.store.recorder import BULK_COLUMNS, Recorder
+from events.envelope import RecordedEvent, recorded_event
+from events.store.recorder import BULK_COLUMNS, STREAM_VERSION, Recorder
 from events.store.tables import events as T
 from events.store.tables import metadata
 
 _INSERT = (f"INSERT INTO events (tx, {', '.join(BULK_COLUMNS)}) "
            f"VALUES (0, {', '.join('?' * len(BULK_COLUMNS))})")
+_SELECT = (f"SELECT 0, {', '.join('?' * len(BULK_COLUMNS))} WHERE EXISTS (SELECT 1 FROM "
+           "events WHERE stream = ? AND version = ? AND hash = ?)")
+#: one event, its own transaction: the first of its stream / after a head the database checks
+_APPEND_FIRST = f"{_INSERT} RETURNING position, tx"
+_APPEND_AFTER = (f"INSERT INTO events (tx, {', '.join(BULK_COLUMNS)}) {_SELECT} "
+                 "RETURNING position, tx")
 #: "UNIQUE constraint failed: events.stream, events.version": SQLite names the columns
 _UNIQUE_COLUMNS = re.compile(r"UNIQUE constraint failed: ((?:\w+\.\w+(?:, )?)+)")
 
@@ -28,6 +36,27 @@ def _instant(moment: datetime) -> str:
     """SQLAlchemy's SQLite DATETIME storage format, in UTC."""
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ",
                                                                 timespec="microseconds")
+
+
+@lru_cache(maxsize=65536)
+def _stored_instant(text: str) -> datetime:
+    """An instant as :func:`_instant` (and SQLAlchemy's DATETIME) stored it, in UTC (cached:
+    an import stamps all its events with one ``recorded_at``, bare dates repeat)."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@lru_cache(maxsize=65536)
+def _stored_day(text: str) -> date:
+    return date.fromisoformat(text)
+
+
+def _values(r: dict[str, Any]) -> tuple[Any, ...]:
+    """A row's values in BULK_COLUMNS order, in SQLite's storage format (what
+    UTCDateTime and Date write)."""
+    return (r["event_id"], r["stream"], r["version"], r["type"], r["schema_version"],
+            _instant(r["occurred_at"]), r["occurred_on"].isoformat(),
+            _instant(r["recorded_at"]), r["recorded_by"], r["idempotency_key"],
+            r["content_hash"], r["data"], r["hash"])
 
 
 def _unique_constraints() -> dict[tuple[str, frozenset[str]], str]:
@@ -60,19 +89,53 @@ class SQLiteRecorder(Recorder):
             query = query.where(T.c.position > after[1])
         return query.order_by(T.c.position.desc() if descending else T.c.position)
 
+    def append_one(self, row: dict[str, Any], after: Any) -> tuple[int, int] | None:
+        """One statement on the pool's raw connection, autocommit (the engine leaves the
+        driver's transaction handling off): the same WAL commit as ``BEGIN``/``COMMIT``,
+        without three statements around it."""
+        values = _values(row)
+        sql, params = ((_APPEND_AFTER, (*values, row["stream"], after.version, after.hash))
+                       if after.version else (_APPEND_FIRST, values))
+        raw = self.engine.raw_connection()
+        dbapi: Any = raw.dbapi_connection
+        # the driver in autocommit: SQLAlchemy leaves a pooled connection in its default
+        # mode after an AUTOCOMMIT use, and there the driver would BEGIN implicitly (and
+        # the pool's reset would roll the insert back)
+        mode, dbapi.isolation_level = dbapi.isolation_level, None
+        try:
+            cur = dbapi.cursor()
+            try:
+                cur.execute(sql, params)
+                keys = cur.fetchall()
+            finally:
+                cur.close()
+            if dbapi.in_transaction:  # never expected; the statement must not stay open
+                dbapi.commit()
+        except sqlite3.IntegrityError as exc:
+            if self.violated_constraint(exc) == STREAM_VERSION:
+                return None
+            raise self.refusal(exc, row["stream"], row["version"] - 1, [row]) from None
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
+        finally:
+            dbapi.isolation_level = mode
+            raw.close()
+        return (int(keys[0][0]), int(keys[0][1])) if keys else None
+
     def bulk_insert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Rows through the driver's executemany, values already in SQLite's storage
         format (what UTCDateTime and Date write), skipping per-row statement processing."""
         raw = conn.connection.dbapi_connection
         assert raw is not None
         try:
-            raw.executemany(_INSERT, [(
-                r["event_id"], r["stream"], r["version"], r["type"], r["schema_version"],
-                _instant(r["occurred_at"]), r["occurred_on"].isoformat(),
-                _instant(r["recorded_at"]), r["recorded_by"], r["idempotency_key"],
-                r["content_hash"], r["data"], r["hash"]) for r in rows])
+            raw.executemany(_INSERT, [_values(r) for r in rows])
         except sqlite3.IntegrityError as exc:
             raise self.refusal(exc, rows[0]["stream"], rows[0]["version"] - 1, rows) from None
+
+    def recorded(self, r: Sequence[Any]) -> RecordedEvent:
+        instant = _stored_instant
+        return recorded_event((r[0], r[1], r[2], r[3], r[4], r[5], r[6], instant(r[7]),
+                               _stored_day(r[8]), instant(r[9]), r[10], r[11], r[12], r[13]))
 
     def violated_constraint(self, exc: BaseException) -> str | None:
         """SQLite reports the columns of a violated unique constraint, not its name: the

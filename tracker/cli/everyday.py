@@ -3,7 +3,6 @@ patient command shares (an unknown patient is "not found", exit 4, naming the da
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import get_args
 
 import click
@@ -16,15 +15,9 @@ from tracker.bootstrap import App
 from tracker.cli.common import State, check_by, handles_errors, parse_date, pass_state
 from tracker.errors import NotFound
 from tracker.readmodel import is_patient_stream
+from tracker.version import package_version
 
 SEXES = get_args(PatientEnrolled.model_fields["sex"].annotation)
-
-
-def package_version() -> str:
-    try:
-        return version("cno-tracker")
-    except PackageNotFoundError:  # running from a checkout that was never installed
-        return "unknown"
 
 
 def database_label(url: str) -> str:

@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 
 from events.errors import ConcurrencyConflict, EventError
-from tracker.bootstrap import masked
 from tracker.errors import TrackerError
 from tracker.files import private_file
 
@@ -36,8 +34,16 @@ def error_log_path() -> Path:
     return Path(state) / "cno-tracker" / "errors.log"
 
 
+def _sqlalchemy_errors() -> Any:
+    """``sqlalchemy.exc`` if SQLAlchemy was imported, else None: an error can only be one
+    of its exceptions once it is loaded, and ``--help`` should not load it (start-up)."""
+    return sys.modules.get("sqlalchemy.exc")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc.orig) if isinstance(exc, DBAPIError) and exc.orig is not None else str(exc)
+    sa = _sqlalchemy_errors()
+    text = (str(exc.orig) if sa is not None and isinstance(exc, sa.DBAPIError)
+            and exc.orig is not None else str(exc))
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
 
@@ -48,8 +54,11 @@ def known_failure(exc: BaseException) -> tuple[str, int] | None:
         return (str(exc), exc.exit_code)
     if isinstance(exc, EventError):
         return (str(exc), 3 if isinstance(exc, ConcurrencyConflict) else 2)
-    if isinstance(exc, OperationalError) or (
-            isinstance(exc, DBAPIError) and exc.connection_invalidated):
+    sa = _sqlalchemy_errors()
+    if sa is not None and (isinstance(exc, sa.OperationalError) or (
+            isinstance(exc, sa.DBAPIError) and exc.connection_invalidated)):
+        from tracker.bootstrap import masked
+
         url = os.environ.get("CNO_TRACKER_DATABASE_URL", "sqlite:///cno-tracker.db")
         return (f"cannot use the database {masked(url)}: {_first_line(exc)}", 5)
     if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
@@ -59,10 +68,13 @@ def known_failure(exc: BaseException) -> tuple[str, int] | None:
 
 
 def _hide_parameters(exc: BaseException | None) -> None:
+    sa = _sqlalchemy_errors()
+    if sa is None:
+        return
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, StatementError):
+        if isinstance(exc, sa.StatementError):
             exc.hide_parameters = True
         exc = exc.__cause__ or exc.__context__
 

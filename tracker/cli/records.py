@@ -16,6 +16,8 @@ from tracker.errors import ImportRefused
 from tracker.importing import MAX_LINE_BYTES, ImportReport, bounded_lines, import_lines
 
 PROGRESS_MIN_BYTES = 1_000_000
+#: the progress bar moves every this many lines
+PROGRESS_STEP = 500
 
 
 def _count_lines(stream: IO[bytes]) -> int:
@@ -33,11 +35,14 @@ def _run_import(state: State, lines: Any, *, by: str, dry_run: bool,
     app = state.app()
     if total:
         with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
-            def tick(_n: int) -> None:
-                bar.update(1)
-            return import_lines(lines, app.store, clock=app.clock, protocol=app.protocol,
-                                default_by=by, dry_run=dry_run, on_line=tick,
-                                max_line_bytes=max_line_bytes)
+            def tick(n: int) -> None:
+                if n % PROGRESS_STEP == 0:  # a call per line would cost more than the bar
+                    bar.update(n - bar.pos)
+            report = import_lines(lines, app.store, clock=app.clock, protocol=app.protocol,
+                                  default_by=by, dry_run=dry_run, on_line=tick,
+                                  max_line_bytes=max_line_bytes)
+            bar.update(max(0, report.lines - bar.pos))
+            return report
     return import_lines(lines, app.store, clock=app.clock, protocol=app.protocol,
                         default_by=by, dry_run=dry_run, max_line_bytes=max_line_bytes)
 
