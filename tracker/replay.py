@@ -83,8 +83,18 @@ class ReplayedEvent:
     """What ``facts()`` reads of a stored event (``tracker.facts.LoggedEvent``), decoded
     lazily through the per-process payload cache."""
 
-    __slots__ = ("position", "event_id", "type", "schema_version", "occurred_at",
-                 "occurred_on", "recorded_at", "recorded_by", "payload", "_data")
+    __slots__ = (
+        "_data",
+        "event_id",
+        "occurred_at",
+        "occurred_on",
+        "payload",
+        "position",
+        "recorded_at",
+        "recorded_by",
+        "schema_version",
+        "type",
+    )
 
     def __init__(self, position: int, event_id: str, type: str, schema_version: int,
                  occurred_at: datetime, occurred_on: date, recorded_at: datetime,
