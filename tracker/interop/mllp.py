@@ -30,6 +30,9 @@ from tracker.interop.hl7_in import Received, ack
 log = logging.getLogger("tracker.interop.mllp")
 
 MAX_FRAME = 1_000_000
+#: how long a consumer may wait for the next message of another open connection (s)
+LINGER = 0.004
+LINGER_STEP = 0.0005
 
 
 @dataclass
@@ -51,11 +54,15 @@ class Listener:
     ``workers`` threads, each call with the messages that arrived together."""
 
     def __init__(self, handle: Handler, *, workers: int = 2, idle_timeout: float = 60.0,
-                 max_batch: int = 64) -> None:
+                 max_batch: int = 64, linger: float = LINGER) -> None:
         self.handle = handle
         self.idle_timeout = idle_timeout
         self.max_batch = max_batch
         self.workers = workers
+        self.linger = linger
+        #: connections open, and messages taken by a consumer and not yet answered
+        self._open = 0
+        self._busy = 0
         self.stats = ListenerStats()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hl7")
         self._server: asyncio.Server | None = None
@@ -74,13 +81,32 @@ class Listener:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            results = await loop.run_in_executor(self._pool, self._safe_handle,
-                                                 [raw for raw, _ in batch])
+            await self._gather(batch, loop.time() + self.linger)
+            self._busy += len(batch)
+            try:
+                results = await loop.run_in_executor(self._pool, self._safe_handle,
+                                                     [raw for raw, _ in batch])
+            finally:
+                self._busy -= len(batch)
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+
+    async def _gather(self, batch: list[tuple[bytes, asyncio.Future[Received]]],
+                      deadline: float) -> None:
+        """Add what has arrived to ``batch``; while some other open connection has no
+        message being handled (its sender is about to send the next one, having just had
+        its ack), wait up to ``linger`` for it. A batch costs about the same to append
+        whatever its size, so a few milliseconds here buy several messages per commit;
+        a lone sender never waits (every open connection is accounted for)."""
+        loop = asyncio.get_running_loop()
+        while len(batch) < self.max_batch:
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            if self._busy + len(batch) >= self._open or loop.time() >= deadline:
+                return
+            await asyncio.sleep(min(LINGER_STEP, max(0.0, deadline - loop.time())))
 
     async def serve_forever(self) -> None:
         assert self._server is not None
@@ -98,6 +124,7 @@ class Listener:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.connections += 1
+        self._open += 1
         peer = writer.get_extra_info("peername")
         where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
         loop = asyncio.get_running_loop()
@@ -135,6 +162,7 @@ class Listener:
         except (ConnectionError, OSError):
             log.info("connection %s: lost", where)
         finally:
+            self._open -= 1
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
