@@ -67,8 +67,12 @@ def test_concurrent_senders_share_one_batch() -> None:
         b.send_message(_oru(1))
         handle.batches.clear()
         acks: list[bytes] = []
-        other = threading.Thread(target=lambda: (time.sleep(0.05),
-                                                 acks.append(b.send_message(_oru(3)))))
+
+        def later() -> None:
+            time.sleep(0.05)
+            acks.append(b.send_message(_oru(3)))
+
+        other = threading.Thread(target=later)
         other.start()
         acks.append(a.send_message(_oru(2)))  # waits for b's message, 50 ms later
         other.join(5)
