@@ -40,7 +40,7 @@ from tracker.status import evaluate
 PARALLEL_MIN = 400
 CHUNK = 250
 #: distinct payloads kept decoded per process (a bound on memory, not on correctness)
-DECODED_MAX = 200_000
+DECODED_MAX = 50_000
 _ZERO = timedelta(0)
 
 
