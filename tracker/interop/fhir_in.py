@@ -93,8 +93,9 @@ def parse(raw: bytes) -> list[_Entry]:
                        for i, e in enumerate(entries)]
     problems: list[Problem] = []
     out: list[_Entry] = []
+    shared = _Shared()
     for index, full_url, res in raw_entries:
-        parsed = _validate(index, res, problems)
+        parsed = _validate(index, res, problems, shared)
         if parsed is not None:
             out.append(_Entry(index, full_url, parsed))
     if problems:
@@ -102,7 +103,59 @@ def parse(raw: bytes) -> list[_Entry]:
     return out
 
 
-def _validate(index: int, res: Any, problems: list[Problem]) -> Any:
+#: elements that repeat across the resources of a bundle (the same code, unit, patient
+#: reference, profile) and have the same type in every mapped resource that has them
+SHARED_ELEMENTS = {"code": "CodeableConcept", "subject": "Reference", "meta": "Meta",
+                   "valueQuantity": "Quantity", "category": "CodeableConcept",
+                   "interpretation": "CodeableConcept", "clinicalStatus": "CodeableConcept",
+                   "verificationStatus": "CodeableConcept",
+                   "medicationCodeableConcept": "CodeableConcept"}
+
+
+class _Shared:
+    """Each distinct element of :data:`SHARED_ELEMENTS` validated once per document.
+
+    A blood panel repeats the same ``code``, ``subject`` and unit in hundreds of
+    Observations; each is validated with its ``fhir.resources`` model the first time it
+    is seen, and the validated element then takes the place of its JSON in every resource
+    that repeats it (pydantic accepts a model instance as is). The resource itself is
+    still validated as a whole. Anything unexpected falls back to validating the resource
+    from its raw JSON, so errors and their element paths are exactly those of a plain
+    validation."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, bytes], Any] = {}
+
+    def element(self, type_name: str, value: dict[str, Any]) -> Any:
+        key = (type_name, orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+        found = self.seen.get(key)
+        if found is None:
+            found = self.seen[key] = _model_class(type_name).model_validate(value)
+        return found
+
+    def prepared(self, res: dict[str, Any]) -> dict[str, Any]:
+        out = dict(res)
+        for name, type_name in SHARED_ELEMENTS.items():
+            value = res.get(name)
+            if isinstance(value, dict):
+                out[name] = self.element(type_name, value)
+            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                out[name] = [self.element(type_name, v) for v in value]
+        return out
+
+
+_CLASSES: dict[str, Any] = {}
+
+
+def _model_class(rtype: str) -> Any:
+    cls = _CLASSES.get(rtype)
+    if cls is None:
+        cls = _CLASSES[rtype] = get_fhir_model_class(rtype)
+    return cls
+
+
+def _validate(index: int, res: Any, problems: list[Problem],
+              shared: _Shared | None = None) -> Any:
     if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
         problems.append(Problem(None, f"entry {index} resource", "missing or has no resourceType"))
         return None
@@ -110,10 +163,15 @@ def _validate(index: int, res: Any, problems: list[Problem]) -> Any:
     if rtype == "Patient":
         rid = "(id withheld)"
     try:
-        cls = get_fhir_model_class(rtype)
+        cls = _model_class(rtype)
     except (KeyError, ValueError, AttributeError, ImportError):
         problems.append(Problem(None, f"entry {index} {rtype}", "unknown resource type"))
         return None
+    if shared is not None and rtype in MAPPED:
+        try:
+            return cls.model_validate(shared.prepared(res))
+        except (ValidationError, ValueError, TypeError):
+            pass  # validated again from the raw JSON below, for its exact errors
     try:
         return cls.model_validate(res)
     except ValidationError as exc:

@@ -123,6 +123,9 @@ class LinkTable:
     def __init__(self, engine: Engine, key: LinkKey) -> None:
         self.engine = engine
         self.key = key
+        # a look-up is one statement: in autocommit it costs no BEGIN and no ROLLBACK
+        # round trip (the listener looks up every message's patient)
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def find(self, system: str, value: str) -> str | None:
         return self.find_many([(system, value)]).get((system, value))
@@ -133,7 +136,7 @@ class LinkTable:
             return {}
         out: dict[tuple[str, str], str] = {}
         wanted = list(by_lookup)
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             for i in range(0, len(wanted), 500):
                 rows = conn.execute(select(patient_links.c.lookup, patient_links.c.patient)
                                     .where(patient_links.c.lookup.in_(wanted[i:i + 500])))

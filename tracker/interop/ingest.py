@@ -175,7 +175,9 @@ class Ingest:
         new_links = self.links.add_unlinked(pending_links, now)
         lines: list[dict[str, Any]] = []
         wheres: list[Item | Subject] = []
-        enrolled = self.store.stream_versions(set(refs.values()))
+        # a fresh reference has no stream yet: only linked patients are looked up
+        fresh = set(outcome.enrolled)
+        enrolled = self.store.stream_versions({r for r in refs.values() if r not in fresh})
         indices: dict[str, list[int]] = defaultdict(list)
         for i, r in refs.items():
             indices[r].append(i)
