@@ -52,7 +52,9 @@ class LinkSigner:
     def __init__(self, key: bytes, public_url: str, *, ttl: timedelta = LINK_TTL) -> None:
         if len(key) < 16:
             raise ValueError("the link key must be at least 16 bytes")
-        self._key = key
+        # CNO_TRACKER_LINK_KEY also keys the identity link table (tracker.interop.identity
+        # derives its own keys from it): the e-mail links get a key of their own, too
+        self._key = hmac.new(key, b"cno-tracker e-mail link", hashlib.sha256).digest()
         self.public_url = public_url.rstrip("/")
         self.ttl = ttl
 
