@@ -108,7 +108,7 @@ class Dispatcher:
                  rand: Callable[[], float] = random.random,
                  stop: threading.Event | None = None, wall: Clock | None = None,
                  policy: EscalationPolicy | None = None,
-                 links: LinkSigner | None = None) -> None:
+                 links: LinkSigner | None = None, public_url: str | None = None) -> None:
         self.outbox = outbox
         self.channels = channels
         self.roster = roster
@@ -128,6 +128,8 @@ class Dispatcher:
         self.down: dict[str, str] = {}
         #: signs the one-time acknowledgement links put in e-mails (None: no link)
         self.links = links
+        #: SMS carry ``<public url>/a/<first 8 characters of the alert id>`` (None: no link)
+        self.public_url = public_url.rstrip("/") if public_url else None
 
     # ----------------------------------------------------------------- public
     def dispatch(self, *, max_batches: int = 50) -> DispatchReport:
@@ -177,7 +179,9 @@ class Dispatcher:
                     self._failed([delivery], opted_out(), report, alert.patient)
                     continue
                 link = (self.links.url(alert.alert_id, delivery.recipient, self.clock.now())
-                        if self.links is not None and delivery.channel == EMAIL else None)
+                        if self.links is not None and delivery.channel == EMAIL else
+                        f"{self.public_url}/a/{str(alert.alert_id)[:8]}"
+                        if self.public_url is not None and delivery.channel == SMS else None)
                 # the reply code only where a reply can come from (SMS, and e-mail to staff
                 # who also have the SMS number); the console and file channels show none
                 code = delivery.channel in (SMS, EMAIL)

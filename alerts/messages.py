@@ -106,9 +106,27 @@ def _code(alert: AlertLike, wanted: bool) -> str | None:
     return code if isinstance(code, str) and code.isalnum() and code.isascii() else None
 
 
+def _is_short_link(link: str) -> bool:
+    """An SMS's ``/a/<8 hex>`` link (e-mail links carry a signed token instead)."""
+    tail = link.rsplit("/a/", 1)[-1]
+    return "/a/" in link and len(tail) == 8 and all(c in "0123456789abcdef-" for c in tail)
+
+
+def _sms(head: str, code: str | None, link: str | None, *, plain: str) -> str:
+    """The SMS: ``head``, then how to act — reply with the code, and open the alert's
+    ``<public url>/a/<short id>`` link when one is given and fits in one SMS (else "the
+    tracker"). Without a code and a link: ``plain``."""
+    def text(where: str) -> str:
+        return f"{head} Reply OK {code} or open {where}." if code else f"{head} Open {where}."
+
+    if link is not None and _is_short_link(link) and len(text(link)) < SMS_LIMIT:
+        return text(link)
+    return text("the tracker") if code else plain
+
+
 def _ack_lines(code: str | None, link: str | None) -> list[str]:
     lines: list[str] = []
-    if link is not None:
+    if link is not None and not _is_short_link(link):
         lines += ["", "Open this alert to acknowledge it (after login; the link works once, "
                       "for 24 hours):", f"    {link}"]
     if code is not None:
@@ -120,16 +138,17 @@ def render(alert: AlertLike, *, tracker_command: str = TRACKER_COMMAND,
            link: str | None = None, reply_code: bool = True) -> Message:
     """The message for one alert. ``status`` is not shown (the worker decides what to send).
     With an acknowledgement code (and ``reply_code``: the channel can be replied to) the
-    SMS says ``Reply OK <code>``; ``link`` (a one-time signed link, e-mail only) is put in
-    the e-mail text."""
+    SMS says ``Reply OK <code>``. ``link`` is the alert's short ``<public url>/a/<id>``
+    (SMS: put in the text when it fits) or a one-time signed link (e-mail: put in the
+    e-mail text, never in an SMS)."""
     severity = _check_severity(alert.severity)
     ref = check_patient_ref(alert.patient_ref)
     label = label_for(alert.kind, severity)
     word = SEVERITY_WORDS[severity]
     when = alert.due_on.isoformat()
     code = _code(alert, reply_code)
-    sms = (f"{word}: {label} for {ref}, {when}. Reply OK {code} or open the tracker."
-           if code else f"{word}: {label} for {ref}, {when}. Open the tracker for details.")
+    head = f"{word}: {label} for {ref}, {when}."
+    sms = _sms(head, code, link, plain=f"{head} Open the tracker for details.")
     subject = f"[{word}] {ref}: {label} ({when})"
     lines = [
         f"{word}: {label} for patient reference {ref}.",
@@ -159,9 +178,8 @@ def render_escalation(
     label = label_for(alert.kind, _check_severity(alert.severity))
     when = alert.due_on.isoformat()
     code = _code(alert, reply_code)
-    sms = (f"URGENT escalated L{level}: {label} for {ref}, {when}. Reply OK {code} or open "
-           "the tracker." if code else
-           f"URGENT escalated L{level}: {label} for {ref}, {when}. Open the tracker.")
+    head = f"URGENT escalated L{level}: {label} for {ref}, {when}."
+    sms = _sms(head, code, link, plain=f"{head} Open the tracker.")
     subject = f"[URGENT] Escalated (level {level}): {ref}: {label} ({when})"
     lines = [
         f"URGENT: an alert was not acknowledged in time and is escalated to you "

@@ -138,5 +138,6 @@ def build_worker(app: App, *, worker_id: str | None = None, batch_size: int = 10
         roster if roster is not None else build_roster(app.settings),
         worker_id=worker_id, batch_size=batch_size, lease_seconds=lease_seconds,
         poll_seconds=poll_seconds, links=build_links(app.settings),
+        public_url=app.settings.public_url,
         receipt_poll_seconds=app.settings.receipt_poll_seconds,
         receipt_poll_batch=app.settings.receipt_poll_batch)

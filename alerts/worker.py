@@ -144,7 +144,7 @@ class AlertWorker:
                  retry: RetryPolicy | None = None,
                  rand: Callable[[], float] = random.random,
                  heartbeat_seconds: float = 5.0, wall: Clock | None = None,
-                 links: LinkSigner | None = None,
+                 links: LinkSigner | None = None, public_url: str | None = None,
                  receipt_poll_seconds: float | None = None,
                  receipt_poll_batch: int = DEFAULT_POLL_BATCH,
                  wake_seconds: float = 1.0) -> None:
@@ -182,7 +182,8 @@ class AlertWorker:
         self.dispatcher = Dispatcher(
             self.outbox, self.channels, roster, clock, protocol, worker_id=self.worker_id,
             batch_size=batch_size, lease=timedelta(seconds=lease_seconds), retry=retry,
-            rand=rand, stop=self.stop_event, wall=self.wall, policy=self.policy, links=links)
+            rand=rand, stop=self.stop_event, wall=self.wall, policy=self.policy, links=links,
+            public_url=public_url)
         #: delivery receipts by polling (alerts/polling.py): only with an SMS channel that
         #: can read messages back, and when asked for (``receipt_poll_seconds``)
         self.receipts = ReceiptBook(self.outbox, roster, policy=self.policy,

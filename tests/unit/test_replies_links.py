@@ -3,7 +3,7 @@ one-time links (pure parts)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -65,6 +65,31 @@ def test_the_sms_carries_the_code_and_stays_under_the_limit() -> None:
     escalated = render_escalation(alert, level=99).sms_text
     assert "Reply OK 4F7K" in escalated and len(escalated) < SMS_LIMIT
     assert "Reply OK" not in render(FakeAlert(ack_code=None)).sms_text
+
+
+def test_the_sms_carries_the_short_link_when_it_fits() -> None:
+    short = FakeAlert(patient_ref="P0007", kind="post_dose_labs_due")
+    sms = render(short, link="https://t.example.org/a/3f2a9c1e").sms_text
+    assert sms.endswith("Reply OK 4F7K or open https://t.example.org/a/3f2a9c1e.")
+    assert len(sms) < SMS_LIMIT
+    no_code = render(replace(short, ack_code=None), link="https://t.example.org/a/3f2a9c1e")
+    assert no_code.sms_text.endswith("Open https://t.example.org/a/3f2a9c1e.")
+    escalated = render_escalation(short, level=1, link="https://t.example.org/a/3f2a9c1e")
+    assert escalated.sms_text.endswith("or open https://t.example.org/a/3f2a9c1e.")
+
+
+def test_a_link_that_would_overflow_the_sms_gives_way_to_the_tracker() -> None:
+    long_url = "https://" + "t" * 60 + ".example.org/a/3f2a9c1e"
+    sms = render(FakeAlert(), link=long_url).sms_text  # the longest reference and label
+    assert long_url not in sms and sms.endswith("Reply OK 4F7K or open the tracker.")
+    assert len(sms) < SMS_LIMIT
+
+
+def test_a_signed_e_mail_link_never_goes_into_the_sms() -> None:
+    alert = FakeAlert(patient_ref="P0007", kind="post_dose_labs_due")
+    url = SIGNER.url("alert-1", "nurse.a", T0)
+    message = render(alert, link=url)
+    assert url not in message.sms_text and url in message.email_text
 
 
 def test_the_email_carries_the_link_and_the_code() -> None:

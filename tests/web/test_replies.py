@@ -119,7 +119,8 @@ def env(db_url: str, twilio_server: TwilioTestServer, smtp_server: SmtpTestServe
                                   sender="alerts@example.org", security="none", timeout=3),
     }
     worker = AlertWorker(core.store, core.protocol, clock, channels, roster, worker_id="w1",
-                         retry=FAST_RETRY, rand=lambda: 0.5, links=build_links(settings))
+                         retry=FAST_RETRY, rand=lambda: 0.5, links=build_links(settings),
+                         public_url=PUBLIC_URL)
     accounts = Accounts(core.engine, core.store, clock,
                         hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     app = create_app(core, WebSettings(public_url=PUBLIC_URL,
@@ -145,6 +146,17 @@ def _urgent_sms(env: Env, patient: str = "P0001") -> tuple[str, str]:
 def _acks(env: Env, alert_id: str) -> list[object]:
     return [e.data for e in env.core.store.read_stream(f"alert:{alert_id}")
             if e.type == "AlertAcknowledged"]
+
+
+def test_the_sms_carries_the_alerts_short_link_which_opens_it_after_login(env: Env) -> None:
+    alert_id, code = _urgent_sms(env)
+    sms = [m for m in env.twilio.messages if "P0001" in m.body][-1]
+    link = f"{PUBLIC_URL}/a/{alert_id[:8]}"
+    assert sms.body.endswith(f"Reply OK {code} or open {link}.") and len(sms.body) < 160
+    anonymous = TestClient(env.client.app, base_url="https://testserver")
+    assert anonymous.get(f"/a/{alert_id[:8]}", follow_redirects=False).status_code in (302, 303)
+    page = env.logged_in().get(f"/a/{alert_id[:8]}")
+    assert page.status_code == 200 and alert_id in page.text
 
 
 # ---------------------------------------------------------------- ack by reply
