@@ -412,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
             for n in sizes:
                 figures, last_url, last_refs = measure(dbs, n, web_requests, Path(tmp))
                 results.append(figures)
+                print(f"\n{n:,} patients done after {(time.monotonic() - started) / 60:.1f} min",
+                      flush=True)
+                print_table(sizes[:len(results)], results)
                 if n != sizes[-1]:
                     dbs.drop(last_url)
             if not args.no_shared:
