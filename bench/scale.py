@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import signal
 import statistics
 import subprocess
@@ -59,7 +58,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import text
 
 from bench.databases import Databases
-from bench.web import PASSWORD, free_port, p95
+from bench.web import PASSWORD, free_port, login, p95
 from bench.worker import import_cohort, settle, timed, visit_lines
 from events.store import EventStore
 from events.store.engine import make_engine
@@ -129,19 +128,6 @@ def start_web(url: str) -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.3)
     proc.kill()
     raise SystemExit("cno-tracker web did not start")
-
-
-def login(base: str, username: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=120)
-    page = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    if token is None:
-        raise SystemExit("no csrf_token on /login")
-    done = client.post("/login", data={"username": username, "password": PASSWORD,
-                                       "csrf_token": token.group(1), "next": "/"})
-    if done.status_code != 303:
-        raise SystemExit(f"login of {username}: {done.status_code}")
-    return client
 
 
 def web_load(bases: list[str], refs: list[str], requests: int) -> dict[str, object]:
