@@ -48,6 +48,23 @@ def check_signature(token: str, url: str, form: FormData, signature: str | None)
 MAX_BODY = 64 * 1024
 
 
+async def read_at_most(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it is (or says it is) larger than ``limit`` bytes: read no
+    further than that, so an anonymous client cannot make us buffer an unbounded body
+    before the signature is even checked."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_form(request: Request) -> FormData:
     """The form-encoded body as :class:`FormData` (repeated names kept, as Twilio signs
     them), parsed with ``urllib.parse.parse_qsl``: Twilio posts
@@ -56,8 +73,8 @@ async def read_form(request: Request) -> FormData:
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         raise TwilioSignatureRefused("not a form")
-    body = await request.body()
-    if len(body) > MAX_BODY:
+    body = await read_at_most(request, MAX_BODY)
+    if body is None:
         raise TwilioSignatureRefused("body too large")
     try:
         pairs: list[tuple[str, str | UploadFile]] = parse_qsl(  # type: ignore[assignment]

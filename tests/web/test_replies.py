@@ -378,3 +378,54 @@ def test_worker_status_lists_who_replied_stop(env: Env) -> None:
     post_inbound(env.client, inbound_params(NURSE_PHONE, "STOP"))
     assert orjson.loads(status("--json"))["sms_opted_out"] == ["nurse.a"]
     assert "SMS off (replied STOP; their other channel is used): nurse.a" in status()
+
+
+# ---------------------------------------------------------------- webhook bodies
+def _asgi_post(app: object, path: str, chunks: int, *, declared: int | None = None
+               ) -> tuple[int, int]:
+    """POST ``chunks`` chunks of 16 KiB to ``path`` straight through ASGI (TestClient
+    reads a body whole before the app sees it): the answer's status and how many chunks
+    the app pulled."""
+    import asyncio
+
+    chunk = b"a" * 16384
+    pulled = 0
+
+    async def receive() -> dict[str, object]:
+        nonlocal pulled
+        pulled += 1
+        more = pulled < chunks
+        return {"type": "http.request", "body": chunk, "more_body": more}
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    headers = [(b"host", b"testserver"),
+               (b"content-type", b"application/x-www-form-urlencoded"),
+               (b"x-twilio-signature", b"bm90IGEgc2lnbmF0dXJl")]
+    if declared is not None:
+        headers.append((b"content-length", str(declared).encode()))
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "https", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "headers": headers,
+             "client": ("203.0.113.9", 4000), "server": ("testserver", 443)}
+    asyncio.run(app(scope, receive, send))  # type: ignore[operator]
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return int(start["status"]), pulled  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("path", ["/twilio/inbound", "/twilio/status"])
+def test_an_oversized_unsigned_webhook_body_is_refused_without_reading_it_all(
+        env: Env, path: str) -> None:
+    from web.twilio_signature import MAX_BODY
+
+    # 16 MiB streamed by an anonymous client: refused having read at most MAX_BODY of it
+    status, pulled = _asgi_post(env.client.app, path, chunks=1024)
+    assert status == 403
+    assert (pulled - 1) * 16384 <= MAX_BODY
+    # a declared length over the limit is refused before a byte is read
+    status, pulled = _asgi_post(env.client.app, path, chunks=1024, declared=1024 * 16384)
+    assert status == 403
+    assert pulled == 0
