@@ -2,7 +2,8 @@
 
 - ``tracker_http_requests_total{method, route, status}``: requests this process served,
   labelled by the route's *template* (``/alerts/{alert_id}``, never an id or a patient
-  reference) — unmatched paths count as ``route="unmatched"``.
+  reference) — unmatched paths count as ``route="unmatched"``, methods other than the
+  standard ones as ``method="OTHER"``.
 - read from the database at each scrape (so every web process reports the same):
   ``tracker_alert_deliveries{channel, status}`` (deliveries by channel and outcome),
   ``tracker_alerts_open{severity}``, ``tracker_worker_heartbeat_age_seconds`` (the newest
@@ -32,6 +33,9 @@ from alerts.tables import deliveries as D
 from tracker.bootstrap import App
 
 log = logging.getLogger("cno_tracker.web.metrics")
+#: the methods counted under their own name; any other (the client chooses it) is
+#: ``OTHER``, or every invented method would be a new series in the registry
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class DatabaseCollector(Collector):
@@ -111,5 +115,6 @@ class CountRequests:
             route = scope.get("route")
             template = getattr(route, "path", None) or (
                 "/static" if str(scope.get("path", "")).startswith("/static/") else "unmatched")
-            self.metrics.requests.labels(scope.get("method", "?"), template,
+            method = str(scope.get("method", ""))
+            self.metrics.requests.labels(method if method in METHODS else "OTHER", template,
                                          str(status.get("code", 500))).inc()

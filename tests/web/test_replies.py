@@ -429,3 +429,14 @@ def test_an_oversized_unsigned_webhook_body_is_refused_without_reading_it_all(
     status, pulled = _asgi_post(env.client.app, path, chunks=1024, declared=1024 * 16384)
     assert status == 403
     assert pulled == 0
+
+
+def test_metrics_keep_one_series_for_every_unknown_request_method(env: Env) -> None:
+    # the method is the client's to choose: each new one must not be a new series
+    for n in range(50):
+        env.client.request(f"X{n}EVIL", "/healthz")
+    text = env.client.get("/metrics",
+                          headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
+    assert "EVIL" not in text
+    assert 'tracker_http_requests_total{method="OTHER",route="/healthz",status="405"} 50.0' \
+        in text
