@@ -200,3 +200,20 @@ def test_everything_as_known_earlier_and_unknown_refs(web: WebHarness) -> None:
     bad = clinician.get("/fhir/Patient/W-0001/$everything?_at=yesterday")
     assert bad.status_code == 400 and outcome_of(bad)[0]["code"] == "invalid"
     assert web.anonymous().get("/fhir/Patient/W-0001/$everything").status_code == 401
+
+
+def test_a_refusal_never_echoes_a_submitted_type(web: WebHarness) -> None:
+    # a feed that puts a name where a type belongs must not get it back in the outcome
+    # (integration engines log answers): the outcome names the place, not the value
+    after_the_fixture(web)
+    client, _ = web.machine()
+    leak = "Emily Carter MRN-448812"
+    for doc in ({"resourceType": "Bundle", "type": leak, "entry": []},
+                {"resourceType": leak},
+                {"resourceType": "Bundle", "type": "collection",
+                 "entry": [{"resource": {"resourceType": leak}}]}):
+        response = post(client, doc)
+        assert response.status_code == 400
+        outcome_of(response)
+        no_phi(response.text)
+    assert clinical_events(web) == 0

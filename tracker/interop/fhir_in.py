@@ -83,8 +83,8 @@ def parse(raw: bytes) -> list[_Entry]:
         kind = doc.get("type")
         if kind not in BUNDLE_TYPES:
             allowed = ", ".join(sorted(BUNDLE_TYPES))
-            raise ImportRefused([Problem(None, "Bundle.type",
-                                         f"{kind!r} is not one of {allowed}")])
+            # the value is not echoed: a refusal never carries what was submitted
+            raise ImportRefused([Problem(None, "Bundle.type", f"must be one of {allowed}")])
         entries = doc.get("entry") or []
         if not isinstance(entries, list):
             raise ImportRefused([Problem(None, "Bundle.entry", "must be an array")])
@@ -165,7 +165,8 @@ def _validate(index: int, res: Any, problems: list[Problem],
     try:
         cls = _model_class(rtype)
     except (KeyError, ValueError, AttributeError, ImportError):
-        problems.append(Problem(None, f"entry {index} {rtype}", "unknown resource type"))
+        # not named: an unknown type is whatever the sender put there (a name, an MRN)
+        problems.append(Problem(None, f"entry {index} resourceType", "unknown resource type"))
         return None
     if shared is not None and rtype in MAPPED:
         try:
