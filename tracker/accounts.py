@@ -271,14 +271,18 @@ class Accounts:
         return int(n)
 
     def by_token(self, token: str) -> Account | None:
-        """The live (not disabled) account an API token belongs to, or None."""
+        """The live (not disabled) ``integration`` account an API token belongs to, or
+        None: a token of an account since given another role authenticates nothing (it
+        would otherwise read patients with that role, and with no CSRF check)."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
             return None
         with self.engine.connect() as conn:
             username = conn.execute(select(K.c.username).where(
                 K.c.token_sha256 == token_digest(token))).scalar_one_or_none()
         account = self.get(username) if username is not None else None
-        return account if account is not None and not account.disabled else None
+        if account is None or account.disabled or account.role != Role.INTEGRATION:
+            return None
+        return account
 
     def set_role(self, username: str, role: str, *, member: str | None, by: str) -> Account:
         check_role(role)

@@ -217,3 +217,13 @@ def test_a_refusal_never_echoes_a_submitted_type(web: WebHarness) -> None:
         outcome_of(response)
         no_phi(response.text)
     assert clinical_events(web) == 0
+
+
+def test_an_api_token_never_outlives_its_integration_role(web: WebHarness) -> None:
+    # an integration account given a reading role must not turn its token (kept in some
+    # interface engine's configuration) into a credential that reads patients
+    web.import_ward()
+    machine, _ = web.machine("lab-feed")
+    web.accounts.set_role("lab-feed", "auditor", member=None, by="test")
+    assert machine.get("/fhir/Patient/W-0001/$everything").status_code == 401
+    assert machine.get("/", follow_redirects=False).status_code == 303  # to /login
