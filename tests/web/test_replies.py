@@ -440,3 +440,24 @@ def test_metrics_keep_one_series_for_every_unknown_request_method(env: Env) -> N
     assert "EVIL" not in text
     assert 'tracker_http_requests_total{method="OTHER",route="/healthz",status="405"} 50.0' \
         in text
+
+
+def test_a_blank_auth_token_is_no_auth_token(db_url: str) -> None:
+    # outside production a blank CNO_TRACKER_TWILIO_AUTH_TOKEN is accepted as a setting:
+    # an HMAC keyed by '' is one anybody can compute, so it must verify nothing
+    core = bootstrap(Settings(database_url=db_url, twilio_auth_token=SecretStr(""),
+                              public_url=PUBLIC_URL), clock=FixedClock(NOW))
+    try:
+        app = create_app(core, WebSettings(public_url=PUBLIC_URL), roster=parse_roster(ROSTER))
+        with TestClient(app) as client:
+            params = inbound_params(NURSE_PHONE, "STOP")
+            assert post_inbound(client, params, token="").status_code == 403
+            assert client.post("/twilio/status", data={"MessageSid": "SMx",
+                               "MessageStatus": "delivered"}, headers={
+                "X-Twilio-Signature": signature({"MessageSid": "SMx",
+                                                 "MessageStatus": "delivered"},
+                                                url=PUBLIC_URL + "/twilio/status",
+                                                token="")}).status_code == 403
+            assert core.store.read_stream("staff:nurse.a") == []
+    finally:
+        core.close()
