@@ -227,3 +227,14 @@ def test_an_api_token_never_outlives_its_integration_role(web: WebHarness) -> No
     web.accounts.set_role("lab-feed", "auditor", member=None, by="test")
     assert machine.get("/fhir/Patient/W-0001/$everything").status_code == 401
     assert machine.get("/", follow_redirects=False).status_code == 303  # to /login
+
+
+def test_a_bad_view_parameter_is_named_not_echoed(web: WebHarness) -> None:
+    web.import_ward()
+    clinician = web.client("clinician")
+    for param in ("_at", "_known_at"):
+        bad = clinician.get(f"/fhir/Patient/W-0001/$everything?{param}=MRN-448812")
+        assert bad.status_code == 400
+        issues = outcome_of(bad)
+        assert issues[0]["diagnostics"].startswith(param + ":"), issues
+        no_phi(bad.text)

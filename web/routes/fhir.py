@@ -136,7 +136,10 @@ def everything(request: Request, ref: str, _at: str = "", _known_at: str = "",
     try:
         view = parse_view(core, _at, _known_at)
     except BadView as exc:
-        return refusal(400, "invalid", "_" + str(exc))
+        # named, not echoed (BadView quotes the value, for the HTML form beside it)
+        field = str(exc).split(":", 1)[0]
+        return refusal(400, "invalid", f"_{field}: not a date (YYYY-MM-DD), or for "
+                       "_known_at a date and time")
     if not is_patient_stream(ref):
         return refusal(404, "not-found", "no such patient")
     try:
