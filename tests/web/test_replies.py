@@ -461,3 +461,17 @@ def test_a_blank_auth_token_is_no_auth_token(db_url: str) -> None:
             assert core.store.read_stream("staff:nurse.a") == []
     finally:
         core.close()
+
+
+def test_a_blank_metrics_token_leaves_metrics_off(db_url: str) -> None:
+    # CNO_TRACKER_METRICS_TOKEN= (set, empty) must not make "Bearer " the password
+    core = bootstrap(Settings(database_url=db_url), clock=FixedClock(NOW))
+    try:
+        app = create_app(core, WebSettings(metrics_token=SecretStr(" ")),
+                         roster=parse_roster(ROSTER))
+        with TestClient(app) as client:
+            for header in ("Bearer  ", "Bearer "):
+                assert client.get("/metrics", headers={"Authorization": header}
+                                  ).status_code == 404
+    finally:
+        core.close()

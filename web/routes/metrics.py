@@ -18,11 +18,13 @@ router = APIRouter()
 
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
-    token = context(request).settings.metrics_token
-    if token is None:
+    secret = context(request).settings.metrics_token
+    # a blank token is none: "Bearer " + whitespace is not a password
+    token = secret.get_secret_value().strip() if secret is not None else ""
+    if not token:
         return PlainTextResponse("metrics are disabled (CNO_TRACKER_METRICS_TOKEN)", 404)
     given = request.headers.get("authorization", "")
-    expected = f"Bearer {token.get_secret_value()}"
+    expected = f"Bearer {token}"
     if not hmac.compare_digest(given.encode(), expected.encode()):
         return PlainTextResponse("a valid bearer token is required", 401,
                                  headers={"WWW-Authenticate": "Bearer"})
