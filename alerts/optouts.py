@@ -65,13 +65,20 @@ def record_opt(store: EventStore, writer: Writer, staff_id: str, *, opted_out: b
                word: str, provider_id: str | None, now: datetime, by: str,
                zone: ZoneInfo) -> bool:
     """Record a STOP/START-style reply; False (nothing written) when it changes nothing
-    (a retried webhook, or START from someone who never stopped)."""
+    (a retried or replayed webhook — a ``provider_id`` already recorded — or START from
+    someone who never stopped)."""
     conn = writer.conn
     current = conn.execute(store.recorder.lock_rows(
         select(O.c.opted_out).where(O.c.staff_id == staff_id))).first()
     if current is None and not opted_out:
         return False
     if current is not None and bool(current[0]) == opted_out:
+        return False
+    # a reply already recorded (its MessageSid), sent again: Twilio's signature has no
+    # timestamp, so a captured STOP replayed after START would otherwise count again
+    if provider_id is not None and current is not None and any(
+            getattr(e.data, "provider_id", None) == provider_id
+            for e in store.read_stream(staff_stream(staff_id))):
         return False
     values = {"opted_out": opted_out, "word": word[:16], "provider_id": provider_id,
               "changed_at": now, "owner_told_at": None}

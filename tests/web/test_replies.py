@@ -475,3 +475,13 @@ def test_a_blank_metrics_token_leaves_metrics_off(db_url: str) -> None:
                                   ).status_code == 404
     finally:
         core.close()
+
+
+def test_a_replayed_signed_stop_changes_nothing(env: Env) -> None:
+    # Twilio's signature has no timestamp: a STOP captured once (a proxy's log) and sent
+    # again after START must not silence the person's SMS alerts a second time
+    stop = inbound_params(NURSE_PHONE, "STOP")
+    assert post_inbound(env.client, stop).status_code == 200
+    assert post_inbound(env.client, inbound_params(NURSE_PHONE, "START")).status_code == 200
+    assert post_inbound(env.client, stop).status_code == 200
+    assert env.staff_events("nurse.a") == ["SmsOptedOut", "SmsOptedIn"]
