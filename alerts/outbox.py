@@ -135,6 +135,12 @@ def _delivery(row: Any) -> DeliveryRow:
     return DeliveryRow(**dict(row._mapping))
 
 
+
+def reply_key(message_sid: str) -> str:
+    """The idempotency key of the acknowledgement an SMS reply made (its MessageSid)."""
+    return f"sms-reply:{message_sid}"
+
+
 class Outbox:
     """Reads and writes the outbox through an :class:`EventStore`'s engine."""
 
@@ -316,9 +322,12 @@ class Outbox:
         writer.conn.execute(update(A).where(A.c.alert_id == alert_id).values(
             status=ACKNOWLEDGED, escalate_at=None, closed_at=now, closed_by=by,
             close_reason=None))
+        sid = (provider_id or None) and provider_id[:200]
+        # an SMS reply's MessageSid keys its acknowledgement: the store refuses a second
+        # event with it, so a replayed reply can never acknowledge a later alert
         self.append(writer, alert_id, [AlertAcknowledged(
-            alert_id=alert_id, by=by, note=note, via=via,
-            provider_id=(provider_id or None) and provider_id[:200])], now, by)
+            alert_id=alert_id, by=by, note=note, via=via, provider_id=sid)], now, by,
+            idempotency_key=reply_key(sid) if via == "sms" and sid else None)
         return alert
 
     # ----------------------------------------------------------------- claiming

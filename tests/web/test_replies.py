@@ -22,6 +22,7 @@ from alerts.health import Heartbeat
 from alerts.links import LinkSigner
 from alerts.outbox import Outbox
 from alerts.roster import Roster, parse_roster
+from alerts.tables import alerts as alerts_table
 from alerts.tables import sms_opt_outs
 from alerts.wiring import build_links
 from alerts.worker import AlertWorker
@@ -485,3 +486,23 @@ def test_a_replayed_signed_stop_changes_nothing(env: Env) -> None:
     assert post_inbound(env.client, inbound_params(NURSE_PHONE, "START")).status_code == 200
     assert post_inbound(env.client, stop).status_code == 200
     assert env.staff_events("nurse.a") == ["SmsOptedOut", "SmsOptedIn"]
+
+
+def test_a_replayed_ok_reply_never_acknowledges_a_later_alert_given_the_same_code(
+        env: Env) -> None:
+    first, code = _urgent_sms(env, "P0001")
+    reply = inbound_params(NURSE_PHONE, f"OK {code}")
+    assert post_inbound(env.client, reply).status_code == 200
+    assert len(_acks(env, first)) == 1
+    later, _ = _urgent_sms(env, "P0002")
+    # codes are unique among *open* alerts: once the first is closed its code may come back
+    with env.core.engine.begin() as conn:
+        conn.execute(alerts_table.update().where(alerts_table.c.alert_id == later)
+                     .values(ack_code=code))
+    assert post_inbound(env.client, reply).status_code == 200  # the captured reply again
+    assert _acks(env, later) == []
+    with env.core.engine.connect() as conn:
+        assert env.outbox().get_alerts(conn, [later])[later].status == "open"
+    # a new reply (its own MessageSid) with that code does acknowledge it
+    assert post_inbound(env.client, inbound_params(NURSE_PHONE, f"OK {code}")).status_code == 200
+    assert len(_acks(env, later)) == 1

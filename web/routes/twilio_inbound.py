@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from alerts.dispatch import logfmt
 from alerts.optouts import record_opt
-from alerts.outbox import Outbox
+from alerts.outbox import Outbox, reply_key
 from alerts.replies import parse_reply
 from alerts.roster import StaffMember
 from web.deps import WebContext, context
@@ -59,6 +59,11 @@ def handle(ctx: WebContext, params: dict[str, str]) -> str:
     outbox = Outbox(core.store, core.protocol.zone)
     if reply.action == "ack":
         assert reply.code is not None
+        if sid is not None and core.store.find_idempotency_keys([reply_key(sid)]):
+            # Twilio signs no timestamp: a captured reply sent again must not acknowledge
+            # a later alert that happens to have been given the same code
+            log.info(logfmt("sms.reply_replayed", staff=member.id, sid=sid))
+            return "replayed"
         with core.engine.connect() as conn:
             found = outbox.open_by_code(conn, reply.code)
         if not found:
