@@ -224,9 +224,14 @@ class Outbox:
                             .limit(5))
         return [_alert(r) for r in rows]
 
-    def open_by_code(self, conn: Connection, code: str) -> list[AlertRow]:
-        """The open alerts whose acknowledgement code is ``code`` (normally one)."""
+    def open_by_code(self, conn: Connection, code: str, *, sent_to: str | None = None
+                     ) -> list[AlertRow]:
+        """The open alerts whose acknowledgement code is ``code`` (normally one);
+        ``sent_to``: only those with a delivery to that staff id (the code a reply quotes
+        is the one *its sender* was sent)."""
         q = select(A).where(A.c.status == OPEN, A.c.ack_code == code).order_by(A.c.alert_id)
+        if sent_to is not None:
+            q = q.where(A.c.alert_id.in_(select(D.c.alert_id).where(D.c.recipient == sent_to)))
         return [_alert(r) for r in conn.execute(q)]
 
     def deliveries(self, conn: Connection, alert_ids: Iterable[str] | None = None

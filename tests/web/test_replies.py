@@ -23,6 +23,7 @@ from alerts.links import LinkSigner
 from alerts.outbox import Outbox
 from alerts.roster import Roster, parse_roster
 from alerts.tables import alerts as alerts_table
+from alerts.tables import deliveries as deliveries_table
 from alerts.tables import sms_opt_outs
 from alerts.wiring import build_links
 from alerts.worker import AlertWorker
@@ -506,3 +507,22 @@ def test_a_replayed_ok_reply_never_acknowledges_a_later_alert_given_the_same_cod
     # a new reply (its own MessageSid) with that code does acknowledge it
     assert post_inbound(env.client, inbound_params(NURSE_PHONE, f"OK {code}")).status_code == 200
     assert len(_acks(env, later)) == 1
+
+
+def test_a_reply_acknowledges_only_an_alert_sent_to_its_sender(env: Env) -> None:
+    alert_id, code = _urgent_sms(env, "P0001")
+    with env.core.engine.begin() as conn:  # as if the alert had gone to someone else
+        conn.execute(deliveries_table.update().where(deliveries_table.c.alert_id == alert_id)
+                     .values(recipient="owner.b"))
+    assert post_inbound(env.client, inbound_params(NURSE_PHONE, f"OK {code}")).status_code == 200
+    assert _acks(env, alert_id) == []
+
+
+def test_two_open_alerts_sent_with_one_code_are_both_left_open(env: Env) -> None:
+    first, code = _urgent_sms(env, "P0001")
+    second, _ = _urgent_sms(env, "P0002")
+    with env.core.engine.begin() as conn:  # two workers drew the same code at one instant
+        conn.execute(alerts_table.update().where(alerts_table.c.alert_id == second)
+                     .values(ack_code=code))
+    assert post_inbound(env.client, inbound_params(NURSE_PHONE, f"OK {code}")).status_code == 200
+    assert _acks(env, first) == [] and _acks(env, second) == []

@@ -4,7 +4,9 @@ webhook). No login; instead every request must carry a valid ``X-Twilio-Signatur
 wrongly signed → 403, nothing recorded.
 
 - ``OK 4F7K`` (case and spaces tolerated) from a roster member's phone acknowledges the
-  open alert with that code as that member, recorded with the reply's ``MessageSid``.
+  open alert with that code that was sent to that member, as that member, recorded with
+  the reply's ``MessageSid``; two such alerts (one code drawn twice at one instant) are
+  both left open, and a reply already recorded is not acted on again.
 - Twilio's opt-out words (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT) and opt-in words
   (START, YES, UNSTOP) are recorded (events in ``staff:<id>``); routing then stops (or
   resumes) SMS to that person and the worker tells the roster owner.
@@ -65,10 +67,16 @@ def handle(ctx: WebContext, params: dict[str, str]) -> str:
             log.info(logfmt("sms.reply_replayed", staff=member.id, sid=sid))
             return "replayed"
         with core.engine.connect() as conn:
-            found = outbox.open_by_code(conn, reply.code)
+            found = outbox.open_by_code(conn, reply.code, sent_to=member.id)
         if not found:
             log.info(logfmt("sms.reply_no_alert", staff=member.id, sid=sid))
             return "no_open_alert"
+        if len(found) > 1:
+            # two open alerts sent to this person with one code (raised at the same instant
+            # by two workers): acknowledging either could be the wrong one, so neither is
+            log.warning(logfmt("sms.reply_ambiguous", staff=member.id, sid=sid,
+                               alerts=len(found)))
+            return "ambiguous"
         for alert in found:
             with outbox.transaction() as writer:
                 outbox.acknowledge(writer, alert.alert_id, by=member.id, note=None, now=now,
