@@ -58,7 +58,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import text
 
 from bench.databases import Databases
-from bench.web import PASSWORD, free_port, login, p95
+from bench.web import PASSWORD, login, p95, start_web, stop_web
 from bench.worker import import_cohort, settle, timed, visit_lines
 from events.store import EventStore
 from events.store.engine import make_engine
@@ -111,25 +111,6 @@ def cli(url: str, *args: str) -> subprocess.CompletedProcess[bytes]:
 
 
 # ----------------------------------------------------------------- the web side
-def start_web(url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CNO_TRACKER_")}
-    env["CNO_TRACKER_DATABASE_URL"] = url
-    proc = subprocess.Popen([CLI, "web", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("cno-tracker web did not start")
-
-
 def web_load(bases: list[str], refs: list[str], requests: int) -> dict[str, object]:
     """``CLIENTS`` clients spread over ``bases``, half ward list, half patient pages over a
     pool of 40 patients; p95 per page, requests/s, non-200 answers."""
@@ -175,16 +156,6 @@ def make_accounts(url: str) -> None:
     for i in range(CLIENTS):
         accounts.add(f"scale{i:02d}", "clinician", PASSWORD, by="bench")
     engine.dispose()
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 # ----------------------------------------------------------------- one size
@@ -256,7 +227,7 @@ def measure(dbs: Databases, patients: int, web_requests: int, tmp: Path
         web_load([base], refs, max(50, web_requests // 10))  # warm-up
         result = web_load([base], refs, web_requests)
     finally:
-        stop(proc)
+        stop_web(proc)
     times: dict[str, list[float]] = result["times"]  # type: ignore[assignment]
     rate: float = result["rate"]  # type: ignore[assignment]
     for kind in ("ward", "patient"):
@@ -321,7 +292,7 @@ def shared(url: str, refs: list[str], web_requests: int, single_rate: float, tmp
         finally:
             stop_all(workers)
             for proc, _ in webs:
-                stop(proc)
+                stop_web(proc)
     with engine.connect() as conn:
         per_patient = Counter(n for (n,) in conn.execute(text(
             "SELECT count(*) FROM alerts WHERE kind = 'hypocalcaemia' GROUP BY patient")))

@@ -124,23 +124,43 @@ def existing(url: str) -> list[str]:
     return refs
 
 
-def start_web(url: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_web(url: str, *, timeout: float = 90.0) -> tuple[subprocess.Popen[bytes], str]:
+    """``cno-tracker web`` on a free loopback port over ``url``, in its own session (so
+    :func:`stop_web` can end it and its children), with no ``CNO_TRACKER_*`` variable of
+    this shell leaking in; its standard error goes to a temporary file (a pipe nobody reads
+    would stall a chatty server), shown if it does not start."""
+    import tempfile
+
     port = free_port()
-    env = {**os.environ, "CNO_TRACKER_DATABASE_URL": url}
-    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "cno-tracker"), "web", "--host",
-                             "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNO_TRACKER_")}
+    env["CNO_TRACKER_DATABASE_URL"] = url
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 (the server's stderr: it outlives this call)
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("cno-tracker")), "web",
+                             "--host", "127.0.0.1", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
                 return proc, base
         except httpx.TransportError:
             time.sleep(0.2)
-    proc.kill()
+    stop_web(proc)
+    errors.seek(0)
     raise SystemExit("cno-tracker web did not start: "
-                     + (proc.stderr.read().decode() if proc.stderr else ""))
+                     + errors.read().decode(errors="replace")[-2000:])
+
+
+def stop_web(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's session, SIGKILL if it has not gone in 30 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 def login(base: str, username: str) -> httpx.Client:
@@ -279,8 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run(base, proc.pid, refs, requests, args.clients, args.pool)
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop_web(proc)
         dbs.close()
     return 0 if report(result, patients, args.clients) else 1
 

@@ -74,3 +74,20 @@ async def check_csrf(request: Request, expected: str) -> None:
             given = (await request.form()).get(CSRF_FIELD)
     if not same_token(given, expected):
         raise CsrfFailed()
+
+
+async def read_at_most(request: Request, limit: int) -> bytes | None:
+    """The request body, or None when it is (or says it is) larger than ``limit`` bytes,
+    reading no further than that: an anonymous client cannot make a route buffer an
+    unbounded body before it is authenticated (``POST /fhir``, the Twilio webhooks)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from twilio.request_validator import RequestValidator
 
 from web.deps import context
+from web.security import read_at_most
 
 log = logging.getLogger("cno_tracker.web.twilio")
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -46,23 +47,6 @@ def check_signature(token: str, url: str, form: FormData, signature: str | None)
 
 #: a webhook body larger than this is refused unread (Twilio's are a few hundred bytes)
 MAX_BODY = 64 * 1024
-
-
-async def read_at_most(request: Request, limit: int) -> bytes | None:
-    """The body, or None when it is (or says it is) larger than ``limit`` bytes: read no
-    further than that, so an anonymous client cannot make us buffer an unbounded body
-    before the signature is even checked."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def read_form(request: Request) -> FormData:

@@ -31,6 +31,7 @@ from web.access import log_access
 from web.deps import Principal, context, requires_api
 from web.permissions import Action
 from web.routes.patient import BadView, parse_view
+from web.security import read_at_most
 
 router = APIRouter()
 FHIR_JSON = "application/fhir+json"
@@ -58,21 +59,6 @@ def refusal(status: int, code: str, diagnostics: str, **headers: str) -> Respons
     return outcome(status, [issue("error", code, diagnostics)], headers or None)
 
 
-async def _body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None when it is larger than ``limit`` bytes (read no further)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _ingest(core: App, user: Principal, *, enrol: bool) -> Ingest:
     links = LinkTable(core.engine, link_key_from_env())
     return Ingest(core.store, links, clock=core.clock, protocol=core.protocol, enrol=enrol,
@@ -88,7 +74,7 @@ async def fhir_in(request: Request, enrol: str = "", strict: str = "",
         return refusal(415, "not-supported",
                        f"Content-Type must be {' or '.join(ACCEPTED_TYPES)}")
     limit = ctx.settings.fhir_max_bytes
-    raw = await _body(request, limit)
+    raw = await read_at_most(request, limit)
     if raw is None:
         return refusal(413, "too-costly", f"the body is larger than {limit} bytes")
     try:
