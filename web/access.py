@@ -45,6 +45,9 @@ class AccessLog:
     def __init__(self, store: EventStore, clock: Clock) -> None:
         self.store = store
         self.clock = clock
+        #: the last version this process wrote to each access stream: the next access goes
+        #: out as one statement the database checks (a stale one is refused, re-read, retried)
+        self._versions: dict[str, int] = {}
 
     def record(self, user: str, role: str, action: str, *, patient: str | None = None,
                target: str | None = None) -> None:
@@ -55,12 +58,19 @@ class AccessLog:
         event = NewEvent(event_id=str(uuid.uuid4()), type="RecordAccessed", data=data,
                          occurred_at=now, occurred_on=now.date(), recorded_at=now,
                          recorded_by=user)
+        known = self._versions.get(stream)
         for attempt in range(RETRIES):
             try:
-                with self.store.transaction() as w:  # the head and the append: one round
-                    w.append(stream, w.head(stream).version, [event])
+                if known is None:  # first access of this user here: read the head
+                    with self.store.transaction() as w:
+                        done = w.append(stream, w.head(stream).version, [event])
+                else:  # the version this process wrote last: one database-checked statement
+                    done = self.store.append(stream, known, [event])
+                self._versions[stream] = done[-1].version
                 return
-            except ConcurrencyConflict:  # another request wrote first: re-read the head
+            except ConcurrencyConflict:  # another request or process wrote first
+                known = None
+                self._versions.pop(stream, None)
                 if attempt == RETRIES - 1:
                     raise
 
@@ -105,6 +115,5 @@ def log_access(request: Any, user: Any, action: str, *, patient: str | None = No
     """Record ``user``'s ``action`` from a route (``user`` is the route's Principal)."""
     from web.deps import context
 
-    core = context(request).core
-    AccessLog(core.store, core.clock).record(user.username, user.role, action,
-                                             patient=patient, target=target)
+    context(request).access.record(user.username, user.role, action, patient=patient,
+                                   target=target)

@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from alerts.health import latest_beat
 from tracker.bootstrap import App
+from web.access import AccessLog
 from web.charts import ChartCache
 from web.deps import (
     GUARDS,
@@ -85,7 +86,8 @@ def create_app(core: App, web: WebSettings | None = None, *, accounts: Accounts 
         charts=ChartCache(),
         health=Health(core, max_age=timedelta(seconds=settings.heartbeat_max_age_seconds),
                       heartbeat=heartbeat),
-        ward=WardCache(core, max_age=settings.ward_refresh_seconds), patients=PatientViews())
+        ward=WardCache(core, max_age=settings.ward_refresh_seconds), patients=PatientViews(),
+        access=AccessLog(core.store, core.clock))
     app.state.templates = make_templates()
     routers = [importlib.import_module(name).router for name in ROUTERS]
     _check_every_route_is_guarded(routers)

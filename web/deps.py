@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from alerts.roster import Roster
     from tracker.accounts import Accounts
     from tracker.bootstrap import App
+    from web.access import AccessLog
     from web.charts import ChartCache
     from web.health import Health
     from web.patientcache import PatientViews
@@ -50,6 +51,7 @@ class WebContext:
     health: Health
     ward: WardCache
     patients: PatientViews
+    access: AccessLog
 
 
 @dataclass(frozen=True)

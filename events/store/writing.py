@@ -82,9 +82,9 @@ class Writer:
             self.recorder.bulk_insert(self.conn, rows)
 
     def head(self, stream: str) -> Head:
-        if stream in self.heads:
-            return self.heads[stream]
-        return self.recorder.head(self.conn, stream)
+        if stream not in self.heads:  # read once: a later append checks against it
+            self.heads[stream] = self.recorder.head(self.conn, stream)
+        return self.heads[stream]
 
     def prefetch_heads(self, streams: Iterable[str]) -> None:
         """Read the heads of many streams in a few queries (imports touch hundreds)."""

@@ -9,6 +9,7 @@ import threading
 from datetime import timedelta
 
 import orjson
+import pytest
 
 from tests.web.conftest import WebHarness
 from tests.web.scenario import TODAY
@@ -121,3 +122,52 @@ def test_a_fresh_list_is_reused_for_its_refresh_seconds_but_not_after_a_write(
         client.get("/")  # the writer's own record: caught up at once
         assert ward.refreshes == 2 and ward.queries == 2
         assert ward.items(TODAY.date()) == ward_items(web.core, TODAY.date())
+
+
+def test_the_patient_pages_content_is_rendered_once_per_view_role_and_query(
+        web: WebHarness) -> None:
+    web.import_ward()
+    clinician, auditor = web.client("clinician"), web.client("auditor")
+    views = web.app.state.web.patients
+    first = clinician.get("/patients/W-0001").text
+    again = clinician.get("/patients/W-0001").text
+    assert views.renders == 1
+    assert first == again  # the frame (name, CSRF token) is the same session's
+    audited = auditor.get("/patients/W-0001").text  # another role: other actions
+    assert views.renders == 2
+    assert "Record a lab result" in first and "Record a lab result" not in audited
+    assert 'name="csrf_token"' in audited and "auditor" in audited  # the auditor's frame
+    clinician.get("/patients/W-0001?at=2016-02-01")  # another query: another content
+    assert views.renders == 3
+    import_lines(_labs(3), web.core.store, clock=web.clock, protocol=web.core.protocol)
+    after = clinician.get("/patients/W-0001").text  # a new version: rendered again
+    assert views.renders == 4 and "calcium" in after and after != first
+
+
+def test_an_access_after_the_first_reads_no_head(web: WebHarness,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second access of a user in this process goes out as the store's one
+    database-checked statement (no transaction reading the head first); when another
+    process wrote in between, that statement is refused and the head read again."""
+    from events.store import EventStore
+    from web.access import AccessLog
+
+    web.import_ward()
+    log = web.app.state.web.access
+    recorder = web.core.store.recorder
+    log.record("nurse", "nurse", "view", patient="W-0001")
+    reads: list[str] = []
+    real_head = recorder.head
+    monkeypatch.setattr(recorder, "head",
+                        lambda conn, stream: reads.append(stream) or real_head(conn, stream))
+    log.record("nurse", "nurse", "view", patient="W-0001")
+    assert reads == []
+    # another process writes to the same access stream: ours is refused, re-read, kept
+    AccessLog(EventStore(web.core.engine), web.clock).record(
+        "nurse", "nurse", "chart", patient="W-0001")
+    reads.clear()
+    log.record("nurse", "nurse", "export", patient="W-0001")
+    # the refused statement's ordinary path reads the head and conflicts; the retry reads it
+    assert reads == ["access:nurse", "access:nurse"]
+    assert [a.action for a in log.of_user("nurse")][:4] == ["export", "chart", "view", "view"]
+    assert web.core.store.head("access:nurse").version == 4

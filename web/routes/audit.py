@@ -18,8 +18,7 @@ router = APIRouter()
 
 
 def _log(request: Request) -> AccessLog:
-    core = context(request).core
-    return AccessLog(core.store, core.clock)
+    return context(request).access
 
 
 @router.get("/audit")

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from markupsafe import Markup
 from starlette.responses import HTMLResponse, Response
 
 from tracker.bootstrap import App
@@ -19,6 +20,7 @@ from tracker.projections.common import Explanation
 from tracker.status import Evaluation
 from web.access import log_access
 from web.deps import Principal, context, requires
+from web.patientcache import PatientView
 from web.permissions import Action, allowed
 from web.templating import render
 
@@ -100,7 +102,19 @@ def patient(request: Request, ref: str, at: str = "", known_at: str = "",
         view = parse_view(core, at, known_at)
     except BadView as exc:
         return _bad_view(request, user, exc)
-    cached = context(request).patients.get(core, ref, view.at, view.known_at, _missing(ref))
+    views = context(request).patients
+    cached = views.get(core, ref, view.at, view.known_at, _missing(ref))
+    key = (ref, cached.version, view.at, view.known_at, core.protocol.fingerprint, user.role,
+           at, known_at)
+    body = views.fragment(key, lambda: _body(request, core, ref, cached, view, at, known_at,
+                                             user.role))
+    log_access(request, user, "view", patient=ref, target=_target(request))
+    return render(request, "patient.html", {"ref": ref, "body": body}, user=user)
+
+
+def _body(request: Request, core: App, ref: str, cached: PatientView, view: View, at: str,
+          known_at: str, role: str) -> Markup:
+    """The page's content: nothing of the user in it but the role's permissions."""
     ev, status = cached.evaluation, cached.status
     findings = [dict(f, explain=explanations_for(ev, f["kind"], f["event_id"]))
                 for f in status["findings"]]
@@ -109,14 +123,14 @@ def patient(request: Request, ref: str, at: str = "", known_at: str = "",
     monitoring = [dict(m, explain=explanations_for(ev, m["item"], None))
                   for m in status["monitoring"]]
     rows = [dict(r, summary=summary_of(r)) for r in cached.timeline]
-    log_access(request, user, "view", patient=ref, target=_target(request))
-    return render(request, "patient.html", {
+    env = request.app.state.templates.env
+    return Markup(env.get_template("patient_body.html").render({
         "ref": ref, "s": status, "view": view, "findings": findings,
         "deviations": deviations, "monitoring": monitoring, "timeline": rows,
         "at": at, "known_at": known_at, "query": view.query(at, known_at),
         "known_at_local": view.known_at.astimezone(core.protocol.zone).isoformat(
             timespec="minutes") if view.known_at else None,
-        "can": {a.value: allowed(user.role, a) for a in Action}}, user=user)
+        "can": {a.value: allowed(role, a) for a in Action}}))
 
 
 @router.get("/patients/{ref}/chart")
