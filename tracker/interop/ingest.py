@@ -151,7 +151,9 @@ class Ingest:
                                                dict[str, int]]:
         """References, links added, enrolment lines and their sources, and the stream
         version of every reference (0 for a fresh one)."""
-        found = self.links.find_many(p for s in subjects for p in s.identifiers)
+        linked = self.links.find_with_versions(p for s in subjects for p in s.identifiers)
+        found = {p: ref for p, (ref, _) in linked.items()}
+        known_versions = dict(linked.values())
         by_subject: dict[int, list[Item]] = defaultdict(list)
         for item in items:
             by_subject[item.subject].append(item)
@@ -183,7 +185,9 @@ class Ingest:
         wheres: list[Item | Subject] = []
         # a fresh reference has no stream yet: only linked patients are looked up
         fresh = set(outcome.enrolled)
-        enrolled = self.store.stream_versions({r for r in refs.values() if r not in fresh})
+        enrolled = self.store.stream_versions(
+            {r for r in refs.values() if r not in fresh and r not in known_versions})
+        enrolled |= {r: v for r, v in known_versions.items() if v}
         versions = {r: enrolled.get(r, 0) for r in refs.values()}
         indices: dict[str, list[int]] = defaultdict(list)
         for i, r in refs.items():
