@@ -121,13 +121,32 @@ def bounded_lines(stream: IO[bytes], max_bytes: int = MAX_LINE_BYTES) -> Iterato
             return
 
 
+@dataclass(frozen=True)
+class Known:
+    """What the caller read from the store just before, outside any transaction, as the
+    first batch's own look-ups would (``tracker.interop.ingest`` reads them to decide
+    what to send): the first batch is checked against these instead of reading them
+    again. Only the look-ups outside the write transaction are saved; inside it the
+    checks that catch another writer stay (the heads read in the transaction against
+    these versions, the unique stream version and idempotency key)."""
+
+    #: stream -> its version (0: no event) for every stream in ``versions``
+    versions: dict[str, int] = field(default_factory=dict)
+    #: every idempotency key looked up, and what was found stored for it
+    looked_up: frozenset[str] = frozenset()
+    keys: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+
+
 def import_lines(lines: Iterable[bytes | str], store: EventStore, *, clock: Clock,
                  protocol: Protocol, default_by: str = "import", dry_run: bool = False,
                  on_line: Callable[[int], None] | None = None,
-                 max_line_bytes: int = MAX_LINE_BYTES) -> ImportReport:
-    """Check and write every line in one transaction (or nothing)."""
+                 max_line_bytes: int = MAX_LINE_BYTES,
+                 known: Known | None = None) -> ImportReport:
+    """Check and write every line in one transaction (or nothing). ``known``: see
+    :class:`Known`."""
     importer = _Importer(store, clock=clock, protocol=protocol, default_by=default_by,
-                         dry_run=dry_run, on_line=on_line, max_line_bytes=max_line_bytes)
+                         dry_run=dry_run, on_line=on_line, max_line_bytes=max_line_bytes,
+                         known=known)
     # Automatic collections would walk each batch's objects again and again (a fifth of
     # the import's time); the batch's young objects are collected once, after it instead.
     gc_was_enabled = gc.isenabled()
@@ -146,8 +165,10 @@ def import_lines(lines: Iterable[bytes | str], store: EventStore, *, clock: Cloc
 class _Importer:
     def __init__(self, store: EventStore, *, clock: Clock, protocol: Protocol,
                  default_by: str, dry_run: bool, on_line: Callable[[int], None] | None,
-                 max_line_bytes: int) -> None:
+                 max_line_bytes: int, known: Known | None = None) -> None:
         self.store = store
+        #: used by the first batch's check only (outside the transaction)
+        self.known = known
         self.protocol = protocol
         self.default_by = default_by
         self.on_line = on_line
@@ -241,11 +262,23 @@ class _Importer:
         """Check a batch against the store (through ``conn``, the import's transaction,
         once it is open) and what came before; returns the events to write, by stream."""
         store = self.store
+        known, self.known = self.known, None
+        if conn is not None:
+            known = None  # inside the transaction every look-up is its own
         unknown = {m.patient for _, m in batch} - self.versions.keys()
-        found = store.stream_versions(unknown, conn=conn)
+        if known is not None:
+            self.versions.update({p: known.versions[p] for p in unknown
+                                  if p in known.versions})
+            unknown -= known.versions.keys()
+        found = store.stream_versions(unknown, conn=conn) if unknown else {}
         self.versions.update({p: found.get(p, 0) for p in unknown})
         keys = [m.idempotency_key for _, m in batch if m.idempotency_key]
-        stored_keys = store.find_idempotency_keys(keys, conn=conn) if keys else {}
+        stored_keys: dict[str, tuple[str, str, str]] = {}
+        if known is not None:
+            stored_keys = {k: known.keys[k] for k in keys if k in known.keys}
+            keys = [k for k in keys if k not in known.looked_up]
+        if keys:
+            stored_keys |= store.find_idempotency_keys(keys, conn=conn)
         self.targets.load(store, (m.data.target_event_id for _, m in batch
                                   if isinstance(m.data, _TARGETED)), conn)
         batch_keys: dict[str, str] = {}

@@ -154,3 +154,36 @@ def test_no_phi_in_database_output_or_logs(db_url: str, tmp_path: Path,
         text += Path(db_url.removeprefix("sqlite:///")).read_bytes().decode("latin-1")
     for phi in PHI:
         assert phi not in text, phi
+
+
+def _oru_for(n: int, patient: int) -> bytes:
+    stamp = "20250303081500+0100"
+    return "\r".join([
+        f"MSH|^~\\&|LAB|HOSP|CNO|CNO|{stamp}||ORU^R01|G{n:08d}|P|2.5.1",
+        f"PID|1||H{patient:06d}^^^HOSP^MR||Doe^Jane||20120501|F",
+        f"OBR|1|P{n}|F{n}|PANEL^Panel^L|||{stamp}",
+        "OBX|1|NM|17861-6^Calcium^LN||9.3|mg/dL|||||F", ""]).encode()
+
+
+def test_a_group_commit_reads_each_thing_once(db_url: str) -> None:
+    """Four messages of enrolled patients in one append (the listener's group commit):
+    links with stream versions in one statement, the idempotency keys in one, the heads
+    inside the write transaction; nothing read twice (the rows go out pipelined)."""
+    from sqlalchemy import event
+
+    from tracker.interop.hl7_in import receive, receive_many
+
+    ingest, app = ingest_for(db_url)
+    try:
+        for p in range(4):
+            assert receive(_oru_for(100 + p, p), ingest).code == "AA"
+        statements: list[str] = []
+        event.listen(app.engine, "before_cursor_execute",
+                     lambda *args: statements.append(args[2]))
+        done = receive_many([_oru_for(p, p) for p in range(4)], ingest)
+        assert [r.code for r in done] == ["AA"] * 4
+        assert "stored with 3 other(s)" in done[0].log
+        reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        assert len(reads) == 3, reads
+    finally:
+        app.close()

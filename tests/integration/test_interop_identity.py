@@ -78,3 +78,21 @@ def test_fresh_references_follow_the_reference_rules() -> None:
 def test_key_from_env_without_value() -> None:
     with pytest.raises(ConfigurationError):
         link_key_from_env({})
+
+
+def test_find_with_versions_gives_each_linked_patient_its_stream_version(db_url: str) -> None:
+    from events.store import EventStore
+    from tests.support.events import enrol, visit
+
+    engine = make_engine(db_url)
+    try:
+        table = LinkTable(engine, link_key_from_env({"CNO_TRACKER_LINK_KEY": LINK_KEY}))
+        table.link("P0009", [("urn:mrn", "A-1")], NOW)
+        table.link("P0010", [("urn:mrn", "A-2")], NOW)
+        EventStore(engine).append("P0009", 0, [enrol(), visit()])
+        found = table.find_with_versions([("urn:mrn", "A-1"), ("urn:mrn", "A-2"),
+                                          ("urn:mrn", "A-3")])
+        assert found == {("urn:mrn", "A-1"): ("P0009", 2), ("urn:mrn", "A-2"): ("P0010", 0)}
+        assert table.find_with_versions([]) == {}
+    finally:
+        engine.dispose()

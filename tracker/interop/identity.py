@@ -30,10 +30,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import SecretStr
-from sqlalchemy import Column, Engine, String, Table, Text, delete, insert, select
+from sqlalchemy import Column, Engine, String, Table, Text, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from events.store import metadata
+from events.store.tables import events as event_rows
 from events.store.types import UTCDateTime
 from events.vocabulary.common import check_patient_ref
 from tracker.errors import ConfigurationError
@@ -141,6 +142,26 @@ class LinkTable:
                 rows = conn.execute(select(patient_links.c.lookup, patient_links.c.patient)
                                     .where(patient_links.c.lookup.in_(wanted[i:i + 500])))
                 out.update({by_lookup[r.lookup]: r.patient for r in rows})
+        return out
+
+    def find_with_versions(self, identifiers: Iterable[tuple[str, str]]
+                           ) -> dict[tuple[str, str], tuple[str, int]]:
+        """identifier -> (patient, its stream's version, 0 when it has no event) for the
+        linked ones: the look-up and the version an import needs next in one statement
+        (one snapshot, one round trip)."""
+        by_lookup = {self.key.lookup(s, v): (s, v) for s, v in identifiers}
+        if not by_lookup:
+            return {}
+        version = (select(func.max(event_rows.c.version)).where(
+            event_rows.c.stream == patient_links.c.patient).scalar_subquery())
+        out: dict[tuple[str, str], tuple[str, int]] = {}
+        wanted = list(by_lookup)
+        with self._reads.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                rows = conn.execute(select(patient_links.c.lookup, patient_links.c.patient,
+                                           version)
+                                    .where(patient_links.c.lookup.in_(wanted[i:i + 500])))
+                out.update({by_lookup[r[0]]: (r[1], int(r[2] or 0)) for r in rows})
         return out
 
     def link(self, patient: str, identifiers: Iterable[tuple[str, str]],

@@ -29,7 +29,7 @@ from events.errors import Problem
 from events.store import EventStore
 from tracker.clock import Clock
 from tracker.errors import ImportRefused
-from tracker.importing import import_lines
+from tracker.importing import Known, import_lines
 from tracker.interop.identity import LinkTable, fresh_reference
 from tracker.protocol import Protocol
 
@@ -118,18 +118,21 @@ class Ingest:
     def run(self, subjects: Sequence[Subject], items: Sequence[Item], skips: Skips, *,
             strict: bool = False) -> Outcome:
         outcome = Outcome(skips=skips)
-        refs, new_links, lines, wheres = self._identities(subjects, items, outcome)
+        refs, new_links, lines, wheres, versions = self._identities(subjects, items, outcome)
         try:
-            lines_items = self._versions(items, refs, outcome)
+            lines_items, looked_up, stored = self._versions(items, refs, outcome)
             for item, line in lines_items:
                 lines.append(line)
                 wheres.append(item)
             if strict and outcome.skips.total:
                 raise ImportRefused([Problem(None, f"{k} {c}".strip(), f"skipped: {r} (--strict)")
                                      for (k, c, r) in sorted(outcome.skips.counts)])
+            # what was just read here is not read again before the write transaction
+            # (which still checks the heads and keys against another writer)
+            known = Known(versions=versions, looked_up=frozenset(looked_up), keys=stored)
             report = import_lines([orjson.dumps(x) for x in lines], self.store,
                                   clock=self.clock, protocol=self.protocol,
-                                  default_by=self.recorded_by)
+                                  default_by=self.recorded_by, known=known)
         except ImportRefused as exc:
             self.links.unlink_lookups(new_links)
             raise ImportRefused([_locate(p, wheres) for p in exc.problems]) from None
@@ -144,8 +147,13 @@ class Ingest:
     # -------------------------------------------------------------- identities
     def _identities(self, subjects: Sequence[Subject], items: Sequence[Item],
                     outcome: Outcome) -> tuple[dict[int, str], list[str],
-                                               list[dict[str, Any]], list[Item | Subject]]:
-        found = self.links.find_many(p for s in subjects for p in s.identifiers)
+                                               list[dict[str, Any]], list[Item | Subject],
+                                               dict[str, int]]:
+        """References, links added, enrolment lines and their sources, and the stream
+        version of every reference (0 for a fresh one)."""
+        linked = self.links.find_with_versions(p for s in subjects for p in s.identifiers)
+        found = {p: ref for p, (ref, _) in linked.items()}
+        known_versions = dict(linked.values())
         by_subject: dict[int, list[Item]] = defaultdict(list)
         for item in items:
             by_subject[item.subject].append(item)
@@ -177,7 +185,10 @@ class Ingest:
         wheres: list[Item | Subject] = []
         # a fresh reference has no stream yet: only linked patients are looked up
         fresh = set(outcome.enrolled)
-        enrolled = self.store.stream_versions({r for r in refs.values() if r not in fresh})
+        enrolled = self.store.stream_versions(
+            {r for r in refs.values() if r not in fresh and r not in known_versions})
+        enrolled |= {r: v for r, v in known_versions.items() if v}
+        versions = {r: enrolled.get(r, 0) for r in refs.values()}
         indices: dict[str, list[int]] = defaultdict(list)
         for i, r in refs.items():
             indices[r].append(i)
@@ -209,11 +220,13 @@ class Ingest:
                              ("first_consultation", subject.first_consultation)) if v}},
             })
             wheres.append(subject)
-        return refs, new_links, lines, wheres
+        return refs, new_links, lines, wheres, versions
 
     # -------------------------------------------------------------- versions
     def _versions(self, items: Sequence[Item], refs: dict[int, str],
-                  outcome: Outcome) -> list[tuple[Item, dict[str, Any]]]:
+                  outcome: Outcome) -> tuple[list[tuple[Item, dict[str, Any]]], set[str],
+                                             dict[str, tuple[str, str, str]]]:
+        """The lines to write, and the idempotency keys looked up with what was stored."""
         # [reading] a result sent twice in one batch (a final and its correction in one
         # file) is stored once, as its last version: a correction can only point at an
         # event already stored, and the batch is one all-or-nothing append
@@ -224,7 +237,8 @@ class Ingest:
         if superseded:
             outcome.skips.add("result", "", "superseded later in the same batch", superseded)
         self._stored_weights(mine, refs)
-        stored = self.store.find_idempotency_keys(self.key(i.key) for i in mine)
+        looked_up = {self.key(i.key) for i in mine}
+        stored = self.store.find_idempotency_keys(looked_up)
         originals = self.store.get_events(v[1] for v in stored.values())
         out: list[tuple[Item, dict[str, Any]]] = []
         for item in mine:
@@ -255,7 +269,7 @@ class Ingest:
                                   "reason": "corrected at the source"})
                 outcome.corrections += 1
             out.append((item, line))
-        return out
+        return out, looked_up, stored
 
 
     def _stored_weights(self, items: list[Item], refs: dict[int, str]) -> None:
