@@ -16,6 +16,7 @@ from events.vocabulary import EVENT_TYPES, EventData, data_class_for
 from events.vocabulary.common import TRUSTED
 
 GENESIS = "0" * 64
+_sha256 = hashlib.sha256
 
 
 def canonical_json(value: Any) -> bytes:
@@ -63,15 +64,9 @@ class _Decoded:
 def content_hash(event_type: str, stream: str, occurred_at: datetime,
                  data_json: bytes) -> str:
     """What idempotency compares: the same key must carry the same clinical content."""
-    h = hashlib.sha256()
-    h.update(event_type.encode())
-    h.update(b"\x00")
-    h.update(stream.encode())
-    h.update(b"\x00")
-    h.update(utc_iso(occurred_at).encode())
-    h.update(b"\x00")
-    h.update(data_json)
-    return h.hexdigest()
+    # one buffer, one hash call: the same bytes as updating field by field
+    return _sha256(b"\x00".join((event_type.encode(), stream.encode(),
+                                  utc_iso(occurred_at).encode(), data_json))).hexdigest()
 
 
 def chain_hash(prev: str, *, event_id: str, stream: str, version: int, event_type: str,
@@ -85,11 +80,7 @@ def chain_hash(prev: str, *, event_id: str, stream: str, version: int, event_typ
         "occurred_on": occurred_on.isoformat(), "recorded_at": utc_iso(recorded_at),
         "recorded_by": recorded_by, "idempotency_key": idempotency_key,
     })
-    h = hashlib.sha256()
-    h.update(prev.encode())
-    h.update(header)
-    h.update(data_json)
-    return h.hexdigest()
+    return _sha256(b"".join((prev.encode(), header, data_json))).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,14 @@ from typing import Annotated, Any, Literal, Union
 import orjson
 from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from events.errors import Problem
+from events.errors import InvalidEvent, Problem
 from events.vocabulary import IMPORTABLE_TYPES, EventData
 from events.vocabulary.common import PatientRef, When, no_control_characters
 
 
-def _trimmed(value: str) -> str:
+def _column_text(value: str) -> str:
+    """No control character, then no surrounding whitespace (one validator, two checks)."""
+    no_control_characters(value)
     if value != value.strip():
         raise ValueError("has leading or trailing whitespace")
     return value
@@ -27,10 +29,8 @@ def _trimmed(value: str) -> str:
 
 #: who entered a line, and its idempotency key: stored in their own columns, so no
 #: control character (PostgreSQL refuses NUL in text) and no surrounding whitespace
-ByWho = Annotated[str, Field(min_length=1, max_length=128),
-                  AfterValidator(no_control_characters), AfterValidator(_trimmed)]
-Key = Annotated[str, Field(min_length=1, max_length=200),
-                AfterValidator(no_control_characters), AfterValidator(_trimmed)]
+ByWho = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_column_text)]
+Key = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_column_text)]
 
 
 def _line_model(name: str, data_cls: type[EventData]) -> Any:
@@ -142,8 +142,6 @@ def _enrolment_order(model: Any, line: int | None) -> list[Problem]:
 
 def decode_line(raw: bytes | str, line: int | None = None) -> Any:
     """A validated line model, or :class:`events.errors.InvalidEvent`."""
-    from events.errors import InvalidEvent
-
     key = duplicate_key(raw)
     if key is not None:
         raise InvalidEvent([Problem(line, "line", f"duplicate key {key!r} in one JSON object")])

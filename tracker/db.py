@@ -10,10 +10,12 @@ in a source checkout and an editable install, beside the packages."""
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -87,5 +89,51 @@ def head_revisions(url: str) -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
 
 
+#: ``revision = "…"`` / ``down_revision: str | None = …`` at the start of a script's line
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(.+?)\s*$",
+                            re.MULTILINE)
+
+
+def script_heads() -> set[str] | None:
+    """The head revisions of the migration scripts, read from their text without importing
+    Alembic or the scripts (Alembic's import is a large part of a command's start-up):
+    the revisions no script names as its ``down_revision``. None when a script does not
+    say both plainly (literal strings, None or a tuple): then ask Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (script_location() / "versions").glob("*.py"):
+        found: dict[str, object] = {}
+        for name, value in _REVISION_LINE.findall(path.read_text(encoding="utf-8")):
+            if name in found:
+                return None
+            try:
+                found[name] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                return None
+        rev, down = found.get("revision"), found.get("down_revision", ...)
+        if not isinstance(rev, str) or down is ...:
+            return None
+        downs = down if isinstance(down, tuple) else (down,)
+        if not all(d is None or isinstance(d, str) for d in downs):
+            return None
+        revisions.add(rev)
+        parents.update(d for d in downs if isinstance(d, str))
+    return (revisions - parents) or None
+
+
+def stored_revisions(engine: Engine) -> set[str]:
+    """What ``alembic_version`` holds (empty before the first migration), read with one
+    query: :func:`current_revisions` without importing Alembic."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return set()
+        return {r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))}
+
+
 def is_current(engine: Engine, url: str) -> bool:
-    return current_revisions(engine) == head_revisions(url)
+    """The database is at the scripts' head (checked at every command's start: without
+    Alembic when the scripts' revisions can be read from their text)."""
+    heads = script_heads()
+    if heads is None:
+        return current_revisions(engine) == head_revisions(url)
+    return stored_revisions(engine) == heads

@@ -194,6 +194,7 @@ class _Importer:
         # `record` takes the write lock only to write). The versions it read are the
         # expected ones: a writer that appended meanwhile makes the import a conflict.
         pending = self._check(first, None)
+        del first
         if self._ended and self.problems:
             self._refuse()  # the whole file was one batch: no transaction needed
         if self._ended and not pending:
@@ -201,9 +202,16 @@ class _Importer:
         try:
             with self.store.transaction() as writer:
                 self._write(writer, pending)
+                del pending
+                # Each batch is written (flushed) and let go before the next one is read:
+                # what this import wrote is visible to the next look-ups, and the young
+                # objects the generator collects after a batch are only the few survivors
+                # (a batch still referenced here made each collection walk all of it).
+                writer.flush()
                 for batch in batches:
-                    writer.flush()  # what this import wrote is visible to its look-ups
                     self._write(writer, self._check(batch, writer.conn))
+                    del batch
+                    writer.flush()
                 if self.problems:
                     self._refuse()
                 if self.report.dry_run:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -22,6 +23,8 @@ IDENTIFIER_RE = re.compile(r"[A-Za-z0-9._:-]+")
 LOINC_RE = re.compile(r"[0-9]{1,7}-[0-9]")
 #: Unicode control characters (C0, DEL, C1): never part of a name, key or note
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: PATIENT_RE with at least one (ASCII) digit: a valid reference, decided in one match
+_VALID_PATIENT_RE = re.compile(r"(?=[^0-9]*[0-9])[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 #: the clinical calendar: nothing clinical happened before 1900, and the upper bound keeps
 #: every instant convertible to any offset and time zone (no overflow at year 9999)
@@ -35,6 +38,8 @@ def check_patient_ref(value: str) -> str:
     References made only of letters (``maria.lopez``, ``Garcia``) have the shape of a
     name; a pseudonymous reference from a registry always carries a number.
     """
+    if type(value) is str and _VALID_PATIENT_RE.fullmatch(value) is not None:
+        return value  # the common case in one match; the checks below say what is wrong
     if not isinstance(value, str) or not PATIENT_RE.fullmatch(value):
         raise ValueError(
             "must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ (letters, digits, '.', '_', '-')")
@@ -81,6 +86,19 @@ ClinicalDate = Annotated[date, Field(ge=EARLIEST, le=LATEST)]
 
 def parse_when(value: Any) -> date | datetime:
     """An ISO 8601 local date, or a datetime that carries its UTC offset."""
+    if type(value) is str:
+        return _parse_when_text(value)  # cached: an import's dates and instants repeat
+    return _parse_when(value)
+
+
+@lru_cache(maxsize=4096)
+def _parse_when_text(value: str) -> date | datetime:
+    """``parse_when`` of a text (dates and datetimes are immutable; a refusal, an
+    exception, is not cached)."""
+    return _parse_when(value)
+
+
+def _parse_when(value: Any) -> date | datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("a datetime needs a UTC offset (e.g. 2015-03-02T09:30:00+01:00)")

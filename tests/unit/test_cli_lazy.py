@@ -59,3 +59,14 @@ def test_a_lazy_command_runs_and_unknown_commands_are_refused() -> None:
     result = CliRunner().invoke(cli, ["no-such-command"])
     assert result.exit_code == 2 and "No such command" in result.output
     assert isinstance(cli.get_command(click.Context(cli), "status"), click.Command)
+
+
+def test_start_up_reads_no_package_metadata() -> None:
+    """``--version`` looks the version up when asked; other commands never pay for it."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom tracker.cli.main import cli\n"
+                               "print('importlib.metadata' in sys.modules)"],
+        capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("cno-tracker, version ")

@@ -177,3 +177,36 @@ def test_the_enrolment_day_of_a_datetime_is_its_own_local_day() -> None:
     late = {**ENROL, "occurred_at": "2014-01-10T23:30:00-05:00"}  # 11 Jan in UTC
     assert decode_line(with_(late, "data.birth_date", "2014-01-10"), 1)
     assert fields(with_(late, "data.birth_date", "2014-01-11")) == ["data.birth_date"]
+
+
+@pytest.mark.parametrize("when", ["2015-13-01", "2015-03-04T08:10:00", "1899-12-31"])
+def test_a_refused_instant_is_refused_every_time(when: str) -> None:
+    """``occurred_at`` texts are parsed through a cache: refusals are never cached."""
+    for _ in range(2):
+        with pytest.raises(InvalidEvent) as exc:
+            decode_line(orjson.dumps({**LAB, "occurred_at": when}))
+        assert [p.field for p in exc.value.problems] == ["occurred_at"]
+
+
+def test_a_cached_instant_is_the_same_value() -> None:
+    first = decode_line(orjson.dumps(LAB)).occurred_at
+    again = decode_line(orjson.dumps(LAB)).occurred_at
+    assert first == again and first.utcoffset() is not None
+
+
+@pytest.mark.parametrize("patient, reason", [
+    ("Garcia", "looks like a name"), ("P\u0660001", "must match"), ("_P1", "must match"),
+    ("P" + "1" * 64, "must match")])
+def test_patient_fast_path_refuses_what_the_checks_refuse(patient: str, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as exc:
+        decode_line(orjson.dumps({**LAB, "patient": patient}))
+    assert exc.value.problems[0].field == "patient"
+    assert reason in exc.value.problems[0].reason
+
+
+@pytest.mark.parametrize("key, reason", [(" k1", "whitespace"), ("k\x001", "control"),
+                                         ("k1\n", "control")])
+def test_key_checks_keep_their_order(key: str, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as exc:
+        decode_line(orjson.dumps({**LAB, "idempotency_key": key}))
+    assert reason in exc.value.problems[0].reason

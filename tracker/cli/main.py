@@ -6,7 +6,6 @@ from __future__ import annotations
 import click
 
 from tracker.cli.lazy import Lazy, LazyGroup
-from tracker.version import package_version
 
 #: name -> where the command lives, its one-line help (checked by tests/unit/test_cli_lazy.py)
 COMMANDS: dict[str, Lazy] = {
@@ -83,9 +82,21 @@ COMMANDS: dict[str, Lazy] = {
 }
 
 
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: the installed version, looked up only when asked (reading the
+    package metadata costs every other command's start-up)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from tracker.version import package_version
+
+    click.echo(f"cno-tracker, version {package_version()}")
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, lazy=COMMANDS,
              context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_version(), "--version", prog_name="cno-tracker")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_show_version, help="Show the version and exit.")
 @click.option("--debug", is_flag=True,
               help="also print an unexpected error's traceback on the terminal")
 @click.pass_context
