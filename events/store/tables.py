@@ -33,7 +33,9 @@ NAMING_CONVENTION = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
-# SQLite needs INTEGER (not BIGINT) for a rowid alias with AUTOINCREMENT.
+# SQLite needs INTEGER (not BIGINT) for a rowid alias. No AUTOINCREMENT there (migration
+# 0013): events are never deleted, so the largest position is never reused anyway, and
+# AUTOINCREMENT wrote sqlite_sequence on every commit.
 Position = BigInteger().with_variant(Integer(), "sqlite")
 
 events = Table(
@@ -57,7 +59,6 @@ events = Table(
     Column("data", Text, nullable=False),
     Column("hash", String(64), nullable=False),
     UniqueConstraint("stream", "version"),
-    sqlite_autoincrement=True,
 )
 
 

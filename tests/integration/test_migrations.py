@@ -1,6 +1,6 @@
 """The migrated schema is what the metadata says, on each database (``alembic check`` as a
-test), and the events indexes that only PostgreSQL keeps are absent on SQLite, where the
-queries that could use them plan without them."""
+test); on SQLite the events indexes that only PostgreSQL keeps are absent (the queries
+that could use them plan without them) and positions are a plain rowid (0012, 0013)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from sqlalchemy.engine import make_url
 
 import alerts.tables  # noqa: F401  (the outbox tables join the one metadata)
 import web.tables  # noqa: F401
+from events.store import EventStore
 from events.store.engine import make_engine
 from events.store.sql import _COLUMNS
 from events.store.sqlite import SQLiteRecorder
 from events.store.tables import events as T
 from events.store.tables import included_on, only_on
+from tests.support.events import enrol
 from tracker import db
 from tracker.schema import metadata
 from web.access import STREAM_PREFIX
@@ -54,22 +56,52 @@ def test_a_dialect_only_index_is_compared_on_its_dialect_only() -> None:
     assert only_on("postgresql", index) is index
 
 
-def test_sqlite_downgrade_restores_the_indexes_and_upgrade_drops_them(tmp_path: object) -> None:
+def test_sqlite_downgrade_restores_the_schema_and_upgrade_keeps_the_events(
+        tmp_path: object) -> None:
+    """0012/0013 both ways on SQLite: the indexes and AUTOINCREMENT come back and go
+    again, the events keep their positions, the append-only triggers stay."""
     url = f"sqlite:///{tmp_path}/m.db"
     db.upgrade(url)
     path = str(make_url(url).database)
+    store = EventStore(make_engine(url))
+    for n in range(1, 4):
+        store.append(f"P000{n}", 0, [enrol()])
+    before = [(e.position, e.event_id, e.hash) for e in store.read_all()]
+    store.engine.dispose()
 
-    def indexes() -> set[str]:
+    def schema() -> tuple[set[str], str]:
         with sqlite3.connect(path) as c:
-            return {r[0] for r in c.execute(
+            names = {r[0] for r in c.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")}
+            ddl = c.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()
+            return names, ddl[0]
 
-    assert not indexes() & POSTGRES_ONLY
+    def refused(statement: str) -> bool:
+        with sqlite3.connect(path) as c:
+            try:
+                c.execute(statement)
+            except sqlite3.DatabaseError as exc:
+                return "append-only" in str(exc)
+        return False
 
+    names, ddl = schema()
+    assert not names & POSTGRES_ONLY and "AUTOINCREMENT" not in ddl
     command.downgrade(db.alembic_config(url), "0011_api_tokens")
-    assert indexes() >= POSTGRES_ONLY
+    names, ddl = schema()
+    assert names >= POSTGRES_ONLY and "AUTOINCREMENT" in ddl
+    assert refused("DELETE FROM events") and refused("UPDATE events SET tx = 1")
     command.upgrade(db.alembic_config(url), "head")
-    assert not indexes() & POSTGRES_ONLY
+    names, ddl = schema()
+    assert not names & POSTGRES_ONLY and "AUTOINCREMENT" not in ddl
+    assert refused("DELETE FROM events") and refused("UPDATE events SET tx = 1")
+    store = EventStore(make_engine(url))
+    try:
+        assert [(e.position, e.event_id, e.hash) for e in store.read_all()] == before
+        [e] = store.append("P0004", 0, [enrol()])
+        assert e.position == before[-1][0] + 1
+        assert store.verify() == []
+    finally:
+        store.engine.dispose()
 
 
 def test_sqlite_plans_keep_their_indexes_without_them(tmp_path: object) -> None:
