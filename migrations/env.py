@@ -11,6 +11,7 @@ from sqlalchemy import Connection, text
 import alerts.tables  # noqa: F401  (registers the alert outbox tables)
 import web.tables  # noqa: F401  (registers the web sessions table)
 from events.store.engine import make_engine
+from events.store.tables import included_on
 from tracker.schema import metadata
 
 MIGRATION_LOCK_KEY = 0x434E4F5452  # "CNOTR"
@@ -29,6 +30,7 @@ def run_with(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=included_on(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import threading
+import weakref
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, UniqueConstraint, literal_column
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    Table,
+    UniqueConstraint,
+    event,
+    literal_column,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 from sqlalchemy.sql.dml import Insert
 
 from events.envelope import RecordedEvent, recorded_event
@@ -59,6 +71,71 @@ def _values(r: dict[str, Any]) -> tuple[Any, ...]:
             r["content_hash"], r["data"], r["hash"])
 
 
+class AppendConnection:
+    """The connection an engine's single appends go out on, held instead of checked out
+    of the pool per event (the check-out, the pool's reset and the driver's mode switch
+    cost about as much as the insert's own work).
+
+    It is the engine's own kind of connection (taken from its pool once and detached, so
+    ``make_engine``'s settings apply: WAL, ``synchronous=NORMAL``, the busy timeout), in
+    the driver's autocommit mode, used by one thread at a time (``lock``; SQLite lets one
+    writer in at a time anyway). It is closed when the engine is disposed, after any
+    driver error other than a refused row, and never used in a forked child (SQLite
+    connections must not cross a fork: the child opens its own)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._fairy: PoolProxiedConnection | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+
+    def connection(self, engine: Engine) -> sqlite3.Connection:
+        """The connection (opened on first use); call with ``lock`` held."""
+        if self._conn is None or self._pid != os.getpid():
+            if self._conn is not None:  # inherited through a fork: leave it untouched
+                _INHERITED.append(self._fairy)
+            fairy = engine.raw_connection()
+            fairy.detach()
+            conn: sqlite3.Connection = fairy.dbapi_connection  # type: ignore[assignment]
+            conn.isolation_level = None
+            self._fairy, self._conn, self._pid = fairy, conn, os.getpid()
+        return self._conn
+
+    def close_locked(self) -> None:
+        """Close the connection; call with ``lock`` held."""
+        fairy, self._fairy, self._conn = self._fairy, None, None
+        if fairy is not None and self._pid == os.getpid():
+            fairy.close()  # detached: the driver's connection is closed
+
+    def close(self, *_: Any) -> None:
+        with self.lock:
+            self.close_locked()
+
+
+#: connections inherited through a fork: kept unclosed (closing one in the child would
+#: let SQLite touch the parent's files and locks)
+_INHERITED: list[Any] = []
+_HELD: weakref.WeakKeyDictionary[Engine, AppendConnection] = weakref.WeakKeyDictionary()
+_HELD_LOCK = threading.Lock()
+
+
+def append_connection(engine: Engine) -> AppendConnection | None:
+    """The SQLite engine's :class:`AppendConnection`, or None when its pool is not a
+    :class:`QueuePool` of a database file (``:memory:``: every connection is a database
+    of its own, so single appends must use the pool's) or it is not SQLite."""
+    held = _HELD.get(engine)
+    if held is not None:
+        return held
+    if engine.dialect.name != "sqlite" or not isinstance(engine.pool, QueuePool):
+        return None
+    with _HELD_LOCK:
+        held = _HELD.get(engine)
+        if held is None:
+            held = _HELD[engine] = AppendConnection()
+            event.listen(engine, "engine_disposed", held.close)
+    return held
+
+
 def _unique_constraints() -> dict[tuple[str, frozenset[str]], str]:
     """(table, columns) -> constraint name, for every named unique constraint."""
     out: dict[tuple[str, frozenset[str]], str] = {}
@@ -90,12 +167,34 @@ class SQLiteRecorder(Recorder):
         return query.order_by(T.c.position.desc() if descending else T.c.position)
 
     def append_one(self, row: dict[str, Any], after: Any) -> tuple[int, int] | None:
-        """One statement on the pool's raw connection, autocommit (the engine leaves the
-        driver's transaction handling off): the same WAL commit as ``BEGIN``/``COMMIT``,
-        without three statements around it."""
+        """One statement in autocommit on the engine's append connection (see
+        :class:`AppendConnection`): the same WAL commit as ``BEGIN``/``COMMIT``, without
+        three statements around it, and without a pool check-out per event."""
         values = _values(row)
         sql, params = ((_APPEND_AFTER, (*values, row["stream"], after.version, after.hash))
                        if after.version else (_APPEND_FIRST, values))
+        held = append_connection(self.engine)
+        if held is None:
+            return self._append_pooled(row, sql, params)
+        with held.lock:
+            dbapi = held.connection(self.engine)
+            try:
+                keys = dbapi.execute(sql, params).fetchall()
+                if dbapi.in_transaction:  # never expected; the statement must not stay open
+                    dbapi.commit()
+            except sqlite3.IntegrityError as exc:
+                if self.violated_constraint(exc) == STREAM_VERSION:
+                    return None
+                raise self.refusal(exc, row["stream"], row["version"] - 1, [row]) from None
+            except sqlite3.Error as exc:
+                held.close_locked()  # the next append opens a fresh connection
+                raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
+        return (int(keys[0][0]), int(keys[0][1])) if keys else None
+
+    def _append_pooled(self, row: dict[str, Any], sql: str,
+                       params: tuple[Any, ...]) -> tuple[int, int] | None:
+        """:meth:`append_one` on the pool's raw connection (an in-memory database: each
+        of its connections is a database of its own)."""
         raw = self.engine.raw_connection()
         dbapi: Any = raw.dbapi_connection
         # the driver in autocommit: SQLAlchemy leaves a pooled connection in its default

@@ -5,6 +5,9 @@ Other packages (alerts, the tracker's read model) add their tables to this same
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -30,7 +33,9 @@ NAMING_CONVENTION = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
-# SQLite needs INTEGER (not BIGINT) for a rowid alias with AUTOINCREMENT.
+# SQLite needs INTEGER (not BIGINT) for a rowid alias. No AUTOINCREMENT there (migration
+# 0013): events are never deleted, so the largest position is never reused anyway, and
+# AUTOINCREMENT wrote sqlite_sequence on every commit.
 Position = BigInteger().with_variant(Integer(), "sqlite")
 
 events = Table(
@@ -54,10 +59,32 @@ events = Table(
     Column("data", Text, nullable=False),
     Column("hash", String(64), nullable=False),
     UniqueConstraint("stream", "version"),
-    sqlite_autoincrement=True,
 )
-Index("ix_events_tx_position", events.c.tx, events.c.position)
-Index("ix_events_recorded_at", events.c.recorded_at)
+
+
+def only_on(dialect: str, index: Index) -> Index:
+    """``index`` exists on ``dialect`` only: ``create_all`` skips it elsewhere, and so
+    does Alembic's comparison (:func:`included_on`, in the migrations' ``env.py``)."""
+    index.info["dialects"] = (dialect,)
+    return index.ddl_if(dialect=dialect)
+
+
+def included_on(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
+    """Alembic's ``include_object`` for a database of ``dialect``: a schema object marked
+    for other databases only (:func:`only_on`) is left out of the comparison."""
+
+    def include(obj: Any, _name: str | None, _type: str, _reflected: bool,
+                _compare_to: Any) -> bool:
+        dialects = getattr(obj, "info", {}).get("dialects")
+        return dialects is None or dialect in dialects
+    return include
+
+
+# PostgreSQL's readers follow (tx, position) below READ_BOUND. On SQLite tx is always 0
+# and readers follow the rowid, and no SQLite query plan used either index (migration
+# 0012 drops them there): each was one more b-tree written by every commit.
+only_on("postgresql", Index("ix_events_tx_position", events.c.tx, events.c.position))
+only_on("postgresql", Index("ix_events_recorded_at", events.c.recorded_at))
 
 # Triggers that make the table append-only in the database itself.
 SQLITE_TRIGGERS = [

@@ -17,6 +17,7 @@ from events.envelope import (
     chain_hash,
     content_hash,
     dump_data,
+    recorded_event,
 )
 from events.errors import ConcurrencyConflict
 from events.store.recorder import Recorder
@@ -56,10 +57,12 @@ def build_rows(stream: str, head: Head, new: Sequence[NewEvent]) -> list[dict[st
 
 
 def recorded_events(rows: list[dict[str, Any]], keys: Sequence[Any]) -> list[RecordedEvent]:
-    return [RecordedEvent(
+    """The stored events of ``rows`` at ``keys`` (position, tx), made as a read makes
+    them (:func:`recorded_event`: no frozen ``__setattr__`` per field)."""
+    return [recorded_event((
         key[0], key[1], row["event_id"], row["stream"], row["version"], row["type"],
         row["schema_version"], row["occurred_at"], row["occurred_on"], row["recorded_at"],
-        row["recorded_by"], row["idempotency_key"], row["data"], row["hash"])
+        row["recorded_by"], row["idempotency_key"], row["data"], row["hash"]))
         for row, key in zip(rows, keys, strict=True)]
 
 

@@ -122,3 +122,47 @@ def test_single_appends_between_reads_are_committed(store: EventStore) -> None:
         assert len(list(other.read_all())) == 4 and other.verify() == []
     finally:
         other.engine.dispose()
+
+
+def test_sqlite_single_appends_hold_one_connection_per_engine(db_url: str) -> None:
+    """SQLite: the single appends of every store on an engine share one held connection,
+    closed when the engine is disposed (the next append opens another) and after a driver
+    error (the append that met it fails; the next one works)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from events.store.sqlite import append_connection
+    engine = make_engine(db_url)
+    try:
+        held = append_connection(engine)
+        if engine.dialect.name != "sqlite":
+            assert held is None
+            return
+        assert held is not None
+        a, b = EventStore(engine), EventStore(engine)
+        a.append("P0001", 0, [enrol()])
+        first = held.connection(engine)
+        b.append("P0002", 0, [enrol()])
+        assert held.connection(engine) is first
+        engine.dispose()
+        a.append("P0001", 1, [visit()])
+        second = held.connection(engine)
+        assert second is not first
+        second.close()  # a broken connection: the append fails, typed as SQLAlchemy's
+        with pytest.raises(DBAPIError):
+            a.append("P0001", 2, [visit()])
+        a.append("P0001", 2, [visit()])
+        assert held.connection(engine) is not second
+        assert [e.version for e in a.read_stream("P0001")] == [1, 2, 3]
+        assert a.verify() == []
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_in_memory_single_appends_use_the_pool() -> None:
+    """An in-memory database is one per connection: no held connection there."""
+    from events.store.sqlite import append_connection
+    engine = make_engine("sqlite://")
+    try:
+        assert append_connection(engine) is None
+    finally:
+        engine.dispose()
