@@ -5,7 +5,8 @@
 
 On PostgreSQL: a cohort made by ``tracker.synthetic`` is imported and folded into the read
 model, 20 staff accounts are made (argon2id with the default parameters), and
-``cno-tracker web`` is started as its own process on a free loopback port. Then 20 client
+``cno-tracker web --workers 2`` (``--web-workers``: one process per core, each with its own
+caches) is started on a free loopback port. Then 20 client
 threads, each logged in through ``POST /login``, send a mix of pages:
 
 - ward list ``/`` (target p95 ≤ 150 ms),
@@ -76,10 +77,23 @@ def p95(values: list[float]) -> float:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """The resident memory of ``pid`` and its children (the server's worker processes)."""
+    total = 0.0
+    for p in [pid, *children(pid)]:
+        try:
+            lines = Path(f"/proc/{p}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(x.split()[1]) / 1024 for x in lines if x.startswith("VmRSS:")), 0)
+    return total
+
+
+def children(pid: int) -> list[int]:
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(c) for c in found]
 
 
 def load(url: str, patients: int) -> list[str]:
@@ -124,7 +138,8 @@ def existing(url: str) -> list[str]:
     return refs
 
 
-def start_web(url: str, *, timeout: float = 90.0) -> tuple[subprocess.Popen[bytes], str]:
+def start_web(url: str, *, timeout: float = 90.0, workers: int = 1
+              ) -> tuple[subprocess.Popen[bytes], str]:
     """``cno-tracker web`` on a free loopback port over ``url``, in its own session (so
     :func:`stop_web` can end it and its children), with no ``CNO_TRACKER_*`` variable of
     this shell leaking in; its standard error goes to a temporary file (a pipe nobody reads
@@ -136,7 +151,8 @@ def start_web(url: str, *, timeout: float = 90.0) -> tuple[subprocess.Popen[byte
     env["CNO_TRACKER_DATABASE_URL"] = url
     errors = tempfile.TemporaryFile()  # noqa: SIM115 (the server's stderr: it outlives this call)
     proc = subprocess.Popen([str(Path(sys.executable).with_name("cno-tracker")), "web",
-                             "--host", "127.0.0.1", "--port", str(port)], env=env,
+                             "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", str(workers)], env=env,
                             stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -184,8 +200,11 @@ def run(base: str, pid: int, refs: list[str], requests: int, clients: int,
     counter = {"n": 0, "errors": 0}
     sessions = [login(base, f"bench{i:02d}") for i in range(clients)]
     log(f"{clients} clients logged in; drawing the charts of the {len(pool)} patients")
-    for ref in pool:  # each patient's page once, so later charts come from the cache
-        sessions[0].get(f"/patients/{ref}/chart")
+    # each chart through every client's connection: each server process keeps its own
+    # cache, and which process a connection reached is the kernel's choice
+    for session in sessions:
+        for ref in pool:
+            session.get(f"/patients/{ref}/chart")
     log("charts drawn; the clients start")
 
     def worker(client: httpx.Client, seed: int) -> None:
@@ -275,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=None,
                         help="use this database, loaded before (and kept), instead of "
                              "generating a fresh one")
+    parser.add_argument("--web-workers", type=int, default=2,
+                        help="processes of `cno-tracker web --workers` (default 2: the "
+                             "machine's 2 cores)")
     parser.add_argument("--pool", type=int, default=40,
                         help="patients of the ward round (their charts are drawn first)")
     args = parser.parse_args(argv)
@@ -294,8 +316,9 @@ def main(argv: list[str] | None = None) -> int:
             url = dbs.fresh("web")
             log(f"generating and importing {patients:,} patients")
             refs = load(url, patients)
-        proc, base = start_web(url)
-        log(f"serving on {base}; {requests:,} requests from {args.clients} clients")
+        proc, base = start_web(url, workers=args.web_workers)
+        log(f"serving on {base} ({args.web_workers} processes); {requests:,} requests from "
+            f"{args.clients} clients")
         result = run(base, proc.pid, refs, requests, args.clients, args.pool)
     finally:
         if proc is not None:

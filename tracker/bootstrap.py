@@ -56,7 +56,8 @@ def bootstrap(settings: Settings, *, clock: Clock | None = None,
     if settings.timezone:
         proto = proto.model_copy(update={"timezone": settings.timezone})
     db.prepare_sqlite_file(settings.database_url)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, **(
+        {"pool_size": settings.db_pool_size} if settings.db_pool_size else {}))
     is_sqlite = engine.dialect.name == "sqlite"
     try:
         if migrate or (migrate is None and is_sqlite):

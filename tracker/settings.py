@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     timezone: str | None = None  # overrides the protocol's centre time zone
     protocol_file: Path | None = None
     roster_file: Path | None = None
+    #: connections each process keeps open to the database (SQLAlchemy's pool); unset:
+    #: 5, and `cno-tracker web` its thread count (one per request it runs at once)
+    db_pool_size: int | None = Field(default=None, ge=1, le=200)
 
     # delivery (issue: alert worker); all optional for the embedded default
     alert_log_file: Path | None = None

@@ -25,6 +25,11 @@ class WebSettings(BaseSettings):
     #: the ward list reuses a list refreshed less than this many seconds ago without
     #: catching the read model up (0: every request catches up); see web.wardcache
     ward_refresh_seconds: float = Field(default=2.0, ge=0)
+    #: processes serving requests (uvicorn workers, `--workers`), each with its own caches
+    web_workers: int = Field(default=1, ge=1, le=64)
+    #: requests each process runs at once (the thread pool of the synchronous routes); the
+    #: database pool gets as many connections unless CNO_TRACKER_DB_POOL_SIZE says otherwise
+    web_threads: int = Field(default=20, ge=1, le=200)
     #: POST /fhir refuses a body larger than this (413)
     fhir_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
 

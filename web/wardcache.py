@@ -13,8 +13,10 @@ the request is on the list, exactly as ``cno-tracker due`` shows it), but
   view appends one) changes no row, so the list is served from memory.
 
 With ``max_age`` > 0 (``CNO_TRACKER_WARD_REFRESH_SECONDS``), a list refreshed less than
-that many seconds ago is served without even the catch-up: other processes' changes then
-reach the list up to ``max_age`` late, while this process's own writes (the forms, ``POST
+that many seconds ago is served without even the catch-up, and while one request refreshes
+an older list the others get the list it replaces instead of queueing behind the catch-up:
+other processes' changes then reach the list up to ``max_age`` (plus one refresh) late,
+while this process's own writes (the forms, ``POST
 /fhir``) call :meth:`invalidate`, so whoever records something sees it on the next list.
 
 One entry (today's list); the page filters it per request. Memory is bounded by it."""
@@ -59,37 +61,60 @@ class WardCache:
         self._derived: dict[Hashable, Any] = {}
         self._derived_lock = threading.Lock()
 
+    def _fresh(self, entry: _Entry | None, on: date, arrived: float) -> bool:
+        return entry is not None and entry.on == on and (
+            entry.started >= arrived  # a refresh that began after we arrived
+            or arrived - entry.started < self.max_age)
+
     def items(self, on: date) -> list[dict[str, Any]]:
         """Today's worklist (``on`` is the centre's today): callers must not mutate it."""
         arrived = time.monotonic()
-        with self._lock:
-            entry = self._entry
-            if entry is not None and entry.on == on and (
-                    entry.started >= arrived  # a refresh that began after we arrived
-                    or arrived - entry.started < self.max_age):
+        entry = self._entry
+        if self._fresh(entry, on, arrived):
+            assert entry is not None
+            return entry.items
+        if (self.max_age > 0 and entry is not None and entry.on == on
+                and entry.started != float("-inf")):
+            if not self._lock.acquire(blocking=False):
+                # another request is refreshing a list that aged past max_age: this one
+                # takes the list being replaced (at most max_age + that refresh old) rather
+                # than queueing behind the catch-up; an invalidated list never gets here
                 return entry.items
-            started = time.monotonic()
-            self.refreshes += 1
-            core = self.core
-            projector = StatusProjector(core.store, core.protocol, core.clock)
-            before = projector.checkpoint()
-            report = projector.catch_up()
-            after = projector.checkpoint()
-            unchanged = (entry is not None and entry.on == on and before == entry.checkpoint
-                         and not report.skipped_locked and not report.patients
-                         and not report.rechecked)
-            if unchanged and entry is not None:
-                items = entry.items
-            else:
-                with core.engine.connect() as conn:
-                    items = read_worklist(conn, on, soon_days=self.soon_days,
-                                          lookback_days=core.protocol.alert_lookback_days)
-                self.queries += 1
-            # after a skipped (locked) catch-up another process is folding: do not trust
-            # this checkpoint as the state behind ``items``
-            self._entry = _Entry(on, after if not report.skipped_locked else before,
-                                 started, items)
-            return items
+        else:
+            self._lock.acquire()
+        try:
+            return self._refresh(on, arrived)
+        finally:
+            self._lock.release()
+
+    def _refresh(self, on: date, arrived: float) -> list[dict[str, Any]]:
+        """The refresh behind :meth:`items`, under ``_lock``."""
+        entry = self._entry
+        if self._fresh(entry, on, arrived):
+            assert entry is not None
+            return entry.items
+        started = time.monotonic()
+        self.refreshes += 1
+        core = self.core
+        projector = StatusProjector(core.store, core.protocol, core.clock)
+        before = projector.checkpoint()
+        report = projector.catch_up()
+        after = projector.checkpoint()
+        unchanged = (entry is not None and entry.on == on and before == entry.checkpoint
+                     and not report.skipped_locked and not report.patients
+                     and not report.rechecked)
+        if unchanged and entry is not None:
+            items = entry.items
+        else:
+            with core.engine.connect() as conn:
+                items = read_worklist(conn, on, soon_days=self.soon_days,
+                                      lookback_days=core.protocol.alert_lookback_days)
+            self.queries += 1
+        # after a skipped (locked) catch-up another process is folding: do not trust
+        # this checkpoint as the state behind ``items``
+        self._entry = _Entry(on, after if not report.skipped_locked else before,
+                             started, items)
+        return items
 
     def invalidate(self) -> None:
         """This process wrote an event: the next list catches up whatever its age."""

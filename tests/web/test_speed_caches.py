@@ -171,3 +171,31 @@ def test_an_access_after_the_first_reads_no_head(web: WebHarness,
     assert reads == ["access:nurse", "access:nurse"]
     assert [a.action for a in log.of_user("nurse")][:4] == ["export", "chart", "view", "view"]
     assert web.core.store.head("access:nurse").version == 4
+
+
+def test_while_one_request_refreshes_an_aged_list_the_others_get_it_at_once(
+        web: WebHarness) -> None:
+    """Stale while revalidating: an aged list is handed out during someone else's refresh;
+    a list this process invalidated (it wrote) is not — those requests wait for the new one."""
+    import time
+
+    from web.wardcache import WardCache
+
+    web.import_ward()
+    on = TODAY.date()
+    ward = WardCache(web.core, max_age=0.05)
+    first = ward.items(on)
+    time.sleep(0.1)  # aged past max_age
+    with ward._lock:  # a refresh under way in another thread
+        assert ward.items(on) is first
+        assert ward.refreshes == 1
+    assert ward.items(on) is not None and ward.refreshes == 2  # nobody refreshing: refreshed
+    ward.invalidate()
+    got: list[object] = []
+    with ward._lock:
+        waiter = threading.Thread(target=lambda: got.append(ward.items(on)))
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive() and not got  # an invalidated list: it waits
+    waiter.join(10)
+    assert got and ward.refreshes == 3
