@@ -179,17 +179,26 @@ class SQLiteRecorder(Recorder):
         with held.lock:
             dbapi = held.connection(self.engine)
             try:
-                keys = dbapi.execute(sql, params).fetchall()
-                if dbapi.in_transaction:  # never expected; the statement must not stay open
-                    dbapi.commit()
-            except sqlite3.IntegrityError as exc:
-                if self.violated_constraint(exc) == STREAM_VERSION:
-                    return None
-                raise self.refusal(exc, row["stream"], row["version"] - 1, [row]) from None
+                keys = self._execute_append(dbapi, row, sql, params)
             except sqlite3.Error as exc:
                 held.close_locked()  # the next append opens a fresh connection
                 raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
         return (int(keys[0][0]), int(keys[0][1])) if keys else None
+
+    def _execute_append(self, dbapi: Any, row: dict[str, Any], sql: str,
+                        params: tuple[Any, ...]) -> list[Any] | None:
+        """The append statement on a driver connection in autocommit: the keys it returned
+        (none: the previous event was not the assumed head), None when the version is
+        taken; any other refused row raises :meth:`refusal`'s error."""
+        try:
+            keys: list[Any] = dbapi.execute(sql, params).fetchall()
+            if dbapi.in_transaction:  # never expected; the statement must not stay open
+                dbapi.commit()
+        except sqlite3.IntegrityError as exc:
+            if self.violated_constraint(exc) == STREAM_VERSION:
+                return None
+            raise self.refusal(exc, row["stream"], row["version"] - 1, [row]) from None
+        return keys
 
     def _append_pooled(self, row: dict[str, Any], sql: str,
                        params: tuple[Any, ...]) -> tuple[int, int] | None:
@@ -202,18 +211,7 @@ class SQLiteRecorder(Recorder):
         # the pool's reset would roll the insert back)
         mode, dbapi.isolation_level = dbapi.isolation_level, None
         try:
-            cur = dbapi.cursor()
-            try:
-                cur.execute(sql, params)
-                keys = cur.fetchall()
-            finally:
-                cur.close()
-            if dbapi.in_transaction:  # never expected; the statement must not stay open
-                dbapi.commit()
-        except sqlite3.IntegrityError as exc:
-            if self.violated_constraint(exc) == STREAM_VERSION:
-                return None
-            raise self.refusal(exc, row["stream"], row["version"] - 1, [row]) from None
+            keys = self._execute_append(dbapi, row, sql, params)
         except sqlite3.Error as exc:
             raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
         finally:
