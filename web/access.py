@@ -45,9 +45,6 @@ class AccessLog:
     def __init__(self, store: EventStore, clock: Clock) -> None:
         self.store = store
         self.clock = clock
-        #: the last version this process wrote to each access stream: the next access goes
-        #: out as one statement the database checks (a stale one is refused, re-read, retried)
-        self._versions: dict[str, int] = {}
 
     def record(self, user: str, role: str, action: str, *, patient: str | None = None,
                target: str | None = None) -> None:
@@ -58,19 +55,19 @@ class AccessLog:
         event = NewEvent(event_id=str(uuid.uuid4()), type="RecordAccessed", data=data,
                          occurred_at=now, occurred_on=now.date(), recorded_at=now,
                          recorded_by=user)
-        known = self._versions.get(stream)
+        # the store's hint (the head its last commit on this stream left): the access goes
+        # out as one statement the database checks; stale, it is refused, re-read, retried
+        known = self.store.hinted_version(stream)
         for attempt in range(RETRIES):
             try:
                 if known is None:  # first access of this user here: read the head
                     with self.store.transaction() as w:
-                        done = w.append(stream, w.head(stream).version, [event])
-                else:  # the version this process wrote last: one database-checked statement
-                    done = self.store.append(stream, known, [event])
-                self._versions[stream] = done[-1].version
+                        w.append(stream, w.head(stream).version, [event])
+                else:
+                    self.store.append(stream, known, [event])
                 return
             except ConcurrencyConflict:  # another request or process wrote first
                 known = None
-                self._versions.pop(stream, None)
                 if attempt == RETRIES - 1:
                     raise
 

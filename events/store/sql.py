@@ -164,6 +164,12 @@ class EventStore:
         self._remember({stream: Head(rows[0]["version"], rows[0]["hash"])})
         return recorded_events(rows, [keys])[0]
 
+    def hinted_version(self, stream: str) -> int | None:
+        """The version this store last saw committed on ``stream`` (a hint, never a fact:
+        an append at it may still be refused), or None when it has none."""
+        hint = self._hints.get(stream)
+        return hint.version if hint is not None else None
+
     def _remember(self, heads: dict[str, Head]) -> None:
         if len(self._hints) + len(heads) > HEAD_HINTS:
             self._hints.clear()
