@@ -4,13 +4,15 @@ a conflict (exit 3), never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from datetime import date
 from pathlib import Path
+from typing import IO
 
 import orjson
 import pytest
@@ -152,24 +154,41 @@ def _writing(db_url: str, tmp_path: Path) -> bool:
         engine.dispose()
 
 
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    """Write data into a child's standard input and leave the pipe open."""
+    with contextlib.suppress(BrokenPipeError):
+        pipe.write(data)
+        pipe.flush()
+
+
 def test_kill_9_mid_import_leaves_nothing(db_url: str, tmp_path: Path) -> None:
     big = cohort_file(tmp_path / "big.jsonl", 300)
     assert run(db_url, tmp_path, ENROL).exit_code == 0
     env = {**os.environ, "CNO_TRACKER_DATABASE_URL": db_url}
-    proc = subprocess.Popen([CLI, "import", str(big)], cwd=REPO, env=env,
+    # Fed through a pipe that is never closed: the import streams the first two thirds
+    # into its transaction, then waits for the rest, and is killed there however fast
+    # the machine is (a file of any size can be finished before a timed kill).
+    data = big.read_bytes()
+    prefix = data[: data.index(b"\n", len(data) * 2 // 3) + 1]
+    proc = subprocess.Popen([CLI, "import", "-"], cwd=REPO, env=env, stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
+    assert proc.stdin is not None
+    feeder = threading.Thread(target=_feed, args=(proc.stdin, prefix), daemon=True)
+    feeder.start()
     try:
         wait_until(lambda: _writing(db_url, tmp_path) or proc.poll() is not None, 120,
                    "the import began writing")
         assert proc.poll() is None, "the import ended before it could be killed"
-        time.sleep(0.5)
+        feeder.join(60)
+        assert not feeder.is_alive(), "the import stopped reading its input"
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(30) == -signal.SIGKILL
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+        proc.stdin.close()
     assert count(db_url) == 1
     engine = make_engine(db_url)
     try:
