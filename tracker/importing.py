@@ -37,8 +37,6 @@ from tracker.corrections import Targets, check_target
 from tracker.errors import ImportRefused
 from tracker.protocol import Protocol
 
-#: a bulk import this large refreshes the planner's statistics afterwards (PostgreSQL)
-ANALYZE_AFTER = 10_000
 #: the longest line accepted (bytes, without its newline); longer ones end the import
 MAX_LINE_BYTES = 1 << 20
 #: lines are checked and written in batches of at most this many lines / bytes
@@ -156,10 +154,9 @@ def import_lines(lines: Iterable[bytes | str], store: EventStore, *, clock: Cloc
     finally:
         if gc_was_enabled:
             gc.enable()
-    report = importer.report
-    if not dry_run and report.written >= ANALYZE_AFTER:
-        store.analyze()  # the next import's look-ups plan against the new size
-    return report
+    # (a large import refreshes the planner's statistics as it commits: the store does
+    # that after any transaction of ANALYZE_AFTER events or more)
+    return importer.report
 
 
 class _Importer:

@@ -76,6 +76,8 @@ class Writer:
         self.recorder = recorder
         self.conn = conn
         self.heads: dict[str, Head] = {}
+        #: events appended through this writer (the store analyses after large ones)
+        self.written = 0
         self._bulk: list[dict[str, Any]] = []
 
     def flush(self) -> None:
@@ -105,6 +107,7 @@ class Writer:
         if head.version != expected_version:
             raise ConcurrencyConflict(stream, expected_version, head.version)
         rows = build_rows(stream, head, new)
+        self.written += len(rows)
         if not returning:
             self.heads[stream] = Head(rows[-1]["version"], rows[-1]["hash"])
             self._bulk.extend(rows)
