@@ -31,7 +31,12 @@ def utc_iso(moment: datetime) -> str:
 
 
 def dump_data(data: EventData) -> dict[str, Any]:
-    return data.model_dump(mode="json", exclude_none=True)
+    """``data.model_dump(mode="json", exclude_none=True)``: the serializer that method
+    calls, called directly with the same arguments (not through its Python wrapper: an
+    import dumps every line's data)."""
+    dumped: dict[str, Any] = data.__pydantic_serializer__.to_python(
+        data, mode="json", exclude_none=True, warnings=True)
+    return dumped
 
 
 def decode_data(event_type: str, schema_version: int, payload: str | bytes, *,

@@ -12,11 +12,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
 import orjson
-from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from events.errors import InvalidEvent, Problem
 from events.vocabulary import IMPORTABLE_TYPES, EventData
-from events.vocabulary.common import PatientRef, When, no_control_characters
+from events.vocabulary.common import CONTROL_RE, PatientRef, When, no_control_characters
 
 
 def _column_text(value: str) -> str:
@@ -27,10 +27,37 @@ def _column_text(value: str) -> str:
     return value
 
 
+def _column_text_pattern() -> str:
+    """What :func:`_column_text` accepts, as a pattern pydantic-core matches natively (no
+    Python call per value): no control character (C0, DEL, C1: ``CONTROL_RE``) anywhere,
+    and first and last characters none of those ``str.strip()`` removes (every code point
+    for which ``str.isspace()`` holds, listed here by computing them)."""
+    control = "\\x00-\\x1f\\x7f-\\x9f"
+    space = "".join(f"\\x{{{ord(c):x}}}" for c in map(chr, range(0x110000))
+                    if c.isspace() and CONTROL_RE.match(c) is None)
+    edge = f"[^{control}{space}]"
+    return f"^{edge}(?:[^{control}]*{edge})?$"
+
+
+#: matched natively (Rust regex: ``$`` is the very end); a mismatch's reason is the one
+#: :func:`_column_text` gives for the value (see :func:`problems_from`)
+COLUMN_TEXT = _column_text_pattern()
+
+
+def _column_text_reason(value: object) -> str:
+    try:
+        _column_text(value)  # type: ignore[arg-type]
+    except ValueError as exc:
+        return str(exc)
+    raise AssertionError(f"{value!r} refused by the pattern, accepted by _column_text")
+
+
 #: who entered a line, and its idempotency key: stored in their own columns, so no
 #: control character (PostgreSQL refuses NUL in text) and no surrounding whitespace
-ByWho = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_column_text)]
-Key = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_column_text)]
+ByWho = Annotated[str, Field(min_length=1, max_length=128, pattern=COLUMN_TEXT)]
+Key = Annotated[str, Field(min_length=1, max_length=200, pattern=COLUMN_TEXT)]
+#: the top-level fields of those two types
+_COLUMN_TEXT_FIELDS = ("recorded_by", "idempotency_key")
 
 
 def _line_model(name: str, data_cls: type[EventData]) -> Any:
@@ -51,6 +78,9 @@ _ADAPTER: TypeAdapter[Any] = TypeAdapter(
     Annotated[Union[tuple(LINE_MODELS.values())], Field(discriminator="type")]  # type: ignore[arg-type]  # noqa: UP007
 )
 TYPE_LIST = ", ".join(sorted(IMPORTABLE_TYPES))
+#: ``_ADAPTER.validate_json`` minus its Python wrapper (it adds only an argument check for
+#: by_alias / by_name, neither given here): the compiled validator's own method
+_VALIDATE_JSON = _ADAPTER.validator.validate_json
 
 
 def problems_from(exc: ValidationError, line: int | None, *, prefix: str = "") -> list[Problem]:
@@ -72,6 +102,9 @@ def problems_from(exc: ValidationError, line: int | None, *, prefix: str = "") -
             msg = "unknown field"
         elif kind == "missing":
             msg = "required field is missing"
+        elif (kind == "string_pattern_mismatch" and len(loc) == 1
+              and loc[0] in _COLUMN_TEXT_FIELDS):
+            msg = _column_text_reason(err["input"])
         out.append(Problem(line, field, msg))
     return out
 
@@ -146,7 +179,7 @@ def decode_line(raw: bytes | str, line: int | None = None) -> Any:
     if key is not None:
         raise InvalidEvent([Problem(line, "line", f"duplicate key {key!r} in one JSON object")])
     try:
-        model = _ADAPTER.validate_json(raw)
+        model = _VALIDATE_JSON(raw)
     except ValidationError as exc:
         if any(e["type"] == "json_invalid" for e in exc.errors()):
             reason = next(e["msg"] for e in exc.errors() if e["type"] == "json_invalid")
