@@ -170,6 +170,11 @@ class SQLiteRecorder(Recorder):
     concurrent_writers = False
     tx_expression = literal_column("0")
 
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        #: the engine's held append connection (or None), looked up once, not per append
+        self._held = append_connection(engine)
+
     def writing(self, conn: Connection) -> Connection:
         return conn.execution_options(sqlite_begin="IMMEDIATE")
 
@@ -191,7 +196,7 @@ class SQLiteRecorder(Recorder):
         three statements around it, and without a pool check-out per event."""
         sql, params = ((_APPEND_AFTER, _after_values(row, after)) if after.version
                        else (_INSERT, _values(row)))
-        held = append_connection(self.engine)
+        held = self._held
         if held is None:
             return self._append_pooled(row, sql, params)
         with held.lock:
