@@ -33,12 +33,21 @@ from events.store.tables import metadata
 
 _INSERT = (f"INSERT INTO events (tx, {', '.join(BULK_COLUMNS)}) "
            f"VALUES (0, {', '.join('?' * len(BULK_COLUMNS))})")
-_SELECT = (f"SELECT 0, {', '.join('?' * len(BULK_COLUMNS))} WHERE EXISTS (SELECT 1 FROM "
-           "events WHERE stream = ? AND version = ? AND hash = ?)")
-#: one event, its own transaction: the first of its stream / after a head the database checks
-_APPEND_FIRST = f"{_INSERT} RETURNING position, tx"
-_APPEND_AFTER = (f"INSERT INTO events (tx, {', '.join(BULK_COLUMNS)}) {_SELECT} "
-                 "RETURNING position, tx")
+#: one event, its own transaction, after a head the database checks: the row's version is
+#: the previous event's plus one, read in the statement itself from the event at the
+#: assumed version with the assumed hash. Absent (not that event, not that hash): the
+#: version is NULL and the NOT NULL constraint refuses the row; present but no longer the
+#: head: unique (stream, version) refuses it. A plain INSERT ... VALUES: the former
+#: ``INSERT ... SELECT ... WHERE EXISTS`` read the table it wrote to, so SQLite copied the
+#: row through a temporary b-tree first, and RETURNING through another; the position is
+#: the rowid (``lastrowid``), tx is always 0 on SQLite. A first event is plain ``_INSERT``
+#: (unique (stream, version) refuses it when the stream has one).
+_APPEND_AFTER = (f"INSERT INTO events (tx, {', '.join(BULK_COLUMNS)}) VALUES (0, ?, ?, "
+                 "(SELECT version + 1 FROM events WHERE stream = ? AND version = ? AND "
+                 f"hash = ?), {', '.join('?' * (len(BULK_COLUMNS) - 3))})")
+assert BULK_COLUMNS[:3] == ("event_id", "stream", "version")
+#: the refusal of an _APPEND_AFTER whose previous event is not the assumed one
+_NO_PREVIOUS = "NOT NULL constraint failed: events.version"
 #: "UNIQUE constraint failed: events.stream, events.version": SQLite names the columns
 _UNIQUE_COLUMNS = re.compile(r"UNIQUE constraint failed: ((?:\w+\.\w+(?:, )?)+)")
 
@@ -67,6 +76,16 @@ def _values(r: dict[str, Any]) -> tuple[Any, ...]:
     UTCDateTime and Date write)."""
     return (r["event_id"], r["stream"], r["version"], r["type"], r["schema_version"],
             _instant(r["occurred_at"]), r["occurred_on"].isoformat(),
+            _instant(r["recorded_at"]), r["recorded_by"], r["idempotency_key"],
+            r["content_hash"], r["data"], r["hash"])
+
+
+def _after_values(r: dict[str, Any], after: Any) -> tuple[Any, ...]:
+    """:data:`_APPEND_AFTER`'s parameters: :func:`_values` with the version replaced by
+    the previous event's stream, version and hash."""
+    stream = r["stream"]
+    return (r["event_id"], stream, stream, after.version, after.hash, r["type"],
+            r["schema_version"], _instant(r["occurred_at"]), r["occurred_on"].isoformat(),
             _instant(r["recorded_at"]), r["recorded_by"], r["idempotency_key"],
             r["content_hash"], r["data"], r["hash"])
 
@@ -151,6 +170,11 @@ class SQLiteRecorder(Recorder):
     concurrent_writers = False
     tx_expression = literal_column("0")
 
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        #: the engine's held append connection (or None), looked up once, not per append
+        self._held = append_connection(engine)
+
     def writing(self, conn: Connection) -> Connection:
         return conn.execution_options(sqlite_begin="IMMEDIATE")
 
@@ -170,35 +194,34 @@ class SQLiteRecorder(Recorder):
         """One statement in autocommit on the engine's append connection (see
         :class:`AppendConnection`): the same WAL commit as ``BEGIN``/``COMMIT``, without
         three statements around it, and without a pool check-out per event."""
-        values = _values(row)
-        sql, params = ((_APPEND_AFTER, (*values, row["stream"], after.version, after.hash))
-                       if after.version else (_APPEND_FIRST, values))
-        held = append_connection(self.engine)
+        sql, params = ((_APPEND_AFTER, _after_values(row, after)) if after.version
+                       else (_INSERT, _values(row)))
+        held = self._held
         if held is None:
             return self._append_pooled(row, sql, params)
         with held.lock:
             dbapi = held.connection(self.engine)
             try:
-                keys = self._execute_append(dbapi, row, sql, params)
+                position = self._execute_append(dbapi, row, sql, params)
             except sqlite3.Error as exc:
                 held.close_locked()  # the next append opens a fresh connection
                 raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
-        return (int(keys[0][0]), int(keys[0][1])) if keys else None
+        return None if position is None else (position, 0)
 
     def _execute_append(self, dbapi: Any, row: dict[str, Any], sql: str,
-                        params: tuple[Any, ...]) -> list[Any] | None:
-        """The append statement on a driver connection in autocommit: the keys it returned
-        (none: the previous event was not the assumed head), None when the version is
-        taken; any other refused row raises :meth:`refusal`'s error."""
+                        params: tuple[Any, ...]) -> int | None:
+        """The append statement on a driver connection in autocommit: the row's position,
+        or None when the previous event is not the assumed head or the version is taken;
+        any other refused row raises :meth:`refusal`'s error."""
         try:
-            keys: list[Any] = dbapi.execute(sql, params).fetchall()
+            position: int = dbapi.execute(sql, params).lastrowid
             if dbapi.in_transaction:  # never expected; the statement must not stay open
                 dbapi.commit()
         except sqlite3.IntegrityError as exc:
-            if self.violated_constraint(exc) == STREAM_VERSION:
+            if str(exc) == _NO_PREVIOUS or self.violated_constraint(exc) == STREAM_VERSION:
                 return None
             raise self.refusal(exc, row["stream"], row["version"] - 1, [row]) from None
-        return keys
+        return position
 
     def _append_pooled(self, row: dict[str, Any], sql: str,
                        params: tuple[Any, ...]) -> tuple[int, int] | None:
@@ -211,13 +234,13 @@ class SQLiteRecorder(Recorder):
         # the pool's reset would roll the insert back)
         mode, dbapi.isolation_level = dbapi.isolation_level, None
         try:
-            keys = self._execute_append(dbapi, row, sql, params)
+            position = self._execute_append(dbapi, row, sql, params)
         except sqlite3.Error as exc:
             raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
         finally:
             dbapi.isolation_level = mode
             raw.close()
-        return (int(keys[0][0]), int(keys[0][1])) if keys else None
+        return None if position is None else (position, 0)
 
     def bulk_insert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Rows through the driver's executemany, values already in SQLite's storage

@@ -166,3 +166,32 @@ def test_sqlite_in_memory_single_appends_use_the_pool() -> None:
         assert append_connection(engine) is None
     finally:
         engine.dispose()
+
+
+def test_sqlite_single_append_is_one_plain_insert(db_url: str) -> None:
+    """SQLite: the database-checked append reads the previous event inside a plain
+    ``INSERT ... VALUES`` (its version, NULL when the assumed event/hash is not stored),
+    so SQLite copies the row through no temporary b-tree (an ``INSERT ... SELECT`` from
+    the table it writes to, or a RETURNING clause, does) and the position is the rowid;
+    a wrong assumed hash is still refused by the database itself."""
+    from events.store.sqlite import _APPEND_AFTER, _INSERT, append_connection
+    from events.store.writing import build_rows
+    engine = make_engine(db_url)
+    try:
+        if engine.dialect.name != "sqlite":
+            return
+        store = EventStore(engine)
+        [first] = store.append("P0001", 0, [enrol()])
+        held = append_connection(engine)
+        assert held is not None
+        conn = held.connection(engine)
+        for sql, n in ((_APPEND_AFTER, 15), (_INSERT, 13)):
+            ops = [r[1] for r in conn.execute(f"EXPLAIN {sql}", [None] * n)]
+            assert "OpenEphemeral" not in ops
+        [row] = build_rows("P0001", Head(1, first.hash), [visit()])
+        assert store.recorder.append_one(row, Head(1, "f" * 64)) is None
+        assert store.recorder.append_one(row, Head(1, first.hash)) == (first.position + 1, 0)
+        assert [e.version for e in store.read_stream("P0001")] == [1, 2]
+        assert store.verify() == []
+    finally:
+        engine.dispose()
