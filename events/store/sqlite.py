@@ -35,10 +35,12 @@ _INSERT = (f"INSERT INTO events (tx, {', '.join(BULK_COLUMNS)}) "
            f"VALUES (0, {', '.join('?' * len(BULK_COLUMNS))})")
 _SELECT = (f"SELECT 0, {', '.join('?' * len(BULK_COLUMNS))} WHERE EXISTS (SELECT 1 FROM "
            "events WHERE stream = ? AND version = ? AND hash = ?)")
-#: one event, its own transaction: the first of its stream / after a head the database checks
-_APPEND_FIRST = f"{_INSERT} RETURNING position, tx"
-_APPEND_AFTER = (f"INSERT INTO events (tx, {', '.join(BULK_COLUMNS)}) {_SELECT} "
-                 "RETURNING position, tx")
+#: one event, its own transaction: the first of its stream / after a head the database
+#: checks. No RETURNING: the driver's ``rowcount`` says whether the row went in (0: the
+#: head was not the one assumed) and ``lastrowid`` is its position (``tx`` is 0 on SQLite);
+#: RETURNING made SQLite collect the row in a side buffer and the driver step twice.
+_APPEND_FIRST = _INSERT
+_APPEND_AFTER = f"INSERT INTO events (tx, {', '.join(BULK_COLUMNS)}) {_SELECT}"
 #: "UNIQUE constraint failed: events.stream, events.version": SQLite names the columns
 _UNIQUE_COLUMNS = re.compile(r"UNIQUE constraint failed: ((?:\w+\.\w+(?:, )?)+)")
 
@@ -179,26 +181,27 @@ class SQLiteRecorder(Recorder):
         with held.lock:
             dbapi = held.connection(self.engine)
             try:
-                keys = self._execute_append(dbapi, row, sql, params)
+                return self._execute_append(dbapi, row, sql, params)
             except sqlite3.Error as exc:
                 held.close_locked()  # the next append opens a fresh connection
                 raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
-        return (int(keys[0][0]), int(keys[0][1])) if keys else None
 
     def _execute_append(self, dbapi: Any, row: dict[str, Any], sql: str,
-                        params: tuple[Any, ...]) -> list[Any] | None:
-        """The append statement on a driver connection in autocommit: the keys it returned
-        (none: the previous event was not the assumed head), None when the version is
-        taken; any other refused row raises :meth:`refusal`'s error."""
+                        params: tuple[Any, ...]) -> tuple[int, int] | None:
+        """The append statement on a driver connection in autocommit: the row's (position,
+        tx), or None when it did not go in (the previous event was not the assumed head,
+        or the version is taken); any other refused row raises :meth:`refusal`'s error."""
         try:
-            keys: list[Any] = dbapi.execute(sql, params).fetchall()
+            cursor = dbapi.execute(sql, params)
             if dbapi.in_transaction:  # never expected; the statement must not stay open
                 dbapi.commit()
         except sqlite3.IntegrityError as exc:
             if self.violated_constraint(exc) == STREAM_VERSION:
                 return None
             raise self.refusal(exc, row["stream"], row["version"] - 1, [row]) from None
-        return keys
+        if cursor.rowcount != 1:
+            return None
+        return int(cursor.lastrowid), 0
 
     def _append_pooled(self, row: dict[str, Any], sql: str,
                        params: tuple[Any, ...]) -> tuple[int, int] | None:
@@ -211,13 +214,12 @@ class SQLiteRecorder(Recorder):
         # the pool's reset would roll the insert back)
         mode, dbapi.isolation_level = dbapi.isolation_level, None
         try:
-            keys = self._execute_append(dbapi, row, sql, params)
+            return self._execute_append(dbapi, row, sql, params)
         except sqlite3.Error as exc:
             raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
         finally:
             dbapi.isolation_level = mode
             raw.close()
-        return (int(keys[0][0]), int(keys[0][1])) if keys else None
 
     def bulk_insert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Rows through the driver's executemany, values already in SQLite's storage
