@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Index,
     Select,
     Table,
     UniqueConstraint,
@@ -156,11 +157,15 @@ def append_connection(engine: Engine) -> AppendConnection | None:
 
 
 def _unique_constraints() -> dict[tuple[str, frozenset[str]], str]:
-    """(table, columns) -> constraint name, for every named unique constraint."""
+    """(table, columns) -> constraint name, for every named unique constraint and unique
+    index (``uq_events_idempotency_key`` is a partial unique index)."""
     out: dict[tuple[str, frozenset[str]], str] = {}
     for table in metadata.tables.values():
-        for c in table.constraints:
-            if isinstance(c, UniqueConstraint) and isinstance(c.name, str):
+        uniques: list[UniqueConstraint | Index] = [
+            c for c in table.constraints if isinstance(c, UniqueConstraint)]
+        uniques += [i for i in table.indexes if i.unique]
+        for c in uniques:
+            if isinstance(c.name, str):
                 out[(table.name, frozenset(col.name for col in c.columns))] = c.name
     return out
 

@@ -54,7 +54,8 @@ events = Table(
     Column("occurred_on", Date, nullable=False),
     Column("recorded_at", UTCDateTime(), nullable=False),
     Column("recorded_by", String(128), nullable=False),
-    Column("idempotency_key", String(200), nullable=True, unique=True),
+    # unique where present: a partial index (migration 0014), see below
+    Column("idempotency_key", String(200), nullable=True),
     Column("content_hash", String(64), nullable=False),
     Column("data", Text, nullable=False),
     Column("hash", String(64), nullable=False),
@@ -85,6 +86,16 @@ def included_on(dialect: str) -> Callable[[Any, str | None, str, bool, Any], boo
 # 0012 drops them there): each was one more b-tree written by every commit.
 only_on("postgresql", Index("ix_events_tx_position", events.c.tx, events.c.position))
 only_on("postgresql", Index("ix_events_recorded_at", events.c.recorded_at))
+
+# Idempotency keys are unique where there is one: a partial unique index (migration 0014)
+# instead of a unique constraint, so an event without a key writes no index entry (a
+# NULL-keyed event wrote one into the constraint's b-tree on every commit: on SQLite one
+# more page in the WAL). Key look-ups (``idempotency_key IN (...)``, ``= ...``) imply
+# ``IS NOT NULL`` and plan on it on both databases. The name is the constraint's, so a
+# refusal still names ``uq_events_idempotency_key``.
+Index("uq_events_idempotency_key", events.c.idempotency_key, unique=True,
+      sqlite_where=events.c.idempotency_key.is_not(None),
+      postgresql_where=events.c.idempotency_key.is_not(None))
 
 # Triggers that make the table append-only in the database itself.
 SQLITE_TRIGGERS = [
