@@ -70,6 +70,7 @@ from events.store import EventStore
 from events.store.engine import make_engine, normalise_url
 from events.store.tables import events as EVENTS
 from tracker.clock import FixedClock
+from tracker.import_pool import default_workers
 from tracker.importing import import_lines, when_to_instant
 from tracker.protocol import DEFAULT_PROTOCOL
 
@@ -396,19 +397,28 @@ def bench_writers(backend: str, kind: str, url: str, writers: int, per_writer: i
 
 
 # ---------------------------------------------------------------------------- import
-def bench_import_api(dbs: Databases, path: Path, n: int) -> Result:
-    url = dbs.fresh("import_api")
+def bench_import_api(dbs: Databases, path: Path, n: int, workers: int | None = None
+                     ) -> Result:
+    """``import_lines`` with its default decoding workers (``workers=None``: one per
+    core), or with ``workers`` (0: every line decoded in this process, as before the pool:
+    the diagnostic row ``lines-serial``)."""
+    url = dbs.fresh("import_api" if workers is None else f"import_api_w{workers}")
     engine = make_engine(url)
     store = EventStore(engine)
     t0 = time.perf_counter()
     with path.open("rb") as fh:
         report = import_lines(fh, store, clock=FixedClock(RECORDED_AT),
-                              protocol=DEFAULT_PROTOCOL)
+                              protocol=DEFAULT_PROTOCOL, workers=workers)
     seconds = time.perf_counter() - t0
     engine.dispose()
+    dbs.drop(url)
     if report.written != n:
         raise RuntimeError(f"import_lines wrote {report.written} of {n} events")
-    return Result("import", dbs.backend, "import_lines", n, seconds, "in-process, validation")
+    if workers is None:
+        return Result("import", dbs.backend, "import_lines", n, seconds,
+                      f"in-process, validation, {default_workers()} decoding workers")
+    return Result("import", dbs.backend, "lines-serial", n, seconds,
+                  f"in-process, validation, --workers {workers} (diagnostic)")
 
 
 def _cli() -> list[str]:
@@ -562,55 +572,69 @@ class Options:
     generator: str
     diagnostics: bool
     traced: bool
+    #: which sections run (all by default): append, writers, import, read
+    sections: frozenset[str] = frozenset(("append", "writers", "import", "read"))
 
 
 def run_backend(backend: str, opts: Options, tmp: Path, results: list[Result]) -> None:
     dbs = Databases(opts.pg_url, tmp, prefix="cno_bench", backend=backend)
     try:
-        _log(f"{backend}: single appends ({opts.appends} events)")
-        items = to_items(cohort_lines(1, opts.appends, opts.generator))
-        kinds = ["ours", "core", ES]
-        if backend == "postgresql" and opts.diagnostics:
-            kinds.insert(1, "ours-noping")
-        urls: dict[str, str] = {}
-        for kind in kinds:
-            urls[kind], result = bench_single(dbs, kind, items)
-            results.append(result)
-        if backend == "postgresql" and opts.writers > 1:
-            for kind in ("ours", "core", ES):
-                _log(f"{backend}: {opts.writers} writers, {kind}")
-                results.append(bench_writers(backend, kind, urls[kind], opts.writers,
-                                             opts.per_writer, opts.generator))
-
-        _log(f"{backend}: import of {opts.import_events} lines")
-        path = tmp / f"import-{opts.import_events}.jsonl"
-        if not path.exists():
-            write_jsonl(path, 7, opts.import_events, opts.generator)
-        results.append(bench_import_api(dbs, path, opts.import_events))
-        results.append(bench_import_cli(dbs, path, opts.import_events))
-
-        ours_url = dbs.fresh("read_ours")
-        es_url = dbs.fresh("read_es", migrate=False)
-        es_store(es_url).close()
-        lines = cohort_lines(21, max(opts.read_sizes), opts.generator)
-        versions: dict[str, int] = {}
-        have = 0
-        for size in sorted(opts.read_sizes):
-            _log(f"{backend}: filling the logs to {size} events")
-            while have < size:
-                items = to_items(islice(lines, min(FILL_CHUNK, size - have)), versions)
-                if not items:
-                    break
-                fill_ours(ours_url, items)
-                fill_es(es_url, items)
-                have += len(items)
-            _log(f"{backend}: reading {size} events")
-            kinds = ["ours", "ours-rows", ES] if opts.diagnostics else ["ours", ES]
-            for kind in kinds:
-                results.append(bench_read(backend, kind, es_url if kind == ES else ours_url,
-                                          have, opts.traced and kind != "ours-rows"))
+        if opts.sections & {"append", "writers"}:
+            _run_appends(backend, opts, dbs, results)
+        if "import" in opts.sections:
+            _log(f"{backend}: import of {opts.import_events} lines")
+            path = tmp / f"import-{opts.import_events}.jsonl"
+            if not path.exists():
+                write_jsonl(path, 7, opts.import_events, opts.generator)
+            results.append(bench_import_api(dbs, path, opts.import_events))
+            if opts.diagnostics:
+                results.append(bench_import_api(dbs, path, opts.import_events, workers=0))
+            results.append(bench_import_cli(dbs, path, opts.import_events))
+        if "read" in opts.sections:
+            _run_reads(backend, opts, dbs, results)
     finally:
         dbs.close()
+
+
+def _run_appends(backend: str, opts: Options, dbs: Databases, results: list[Result]) -> None:
+    _log(f"{backend}: single appends ({opts.appends} events)")
+    items = to_items(cohort_lines(1, opts.appends, opts.generator))
+    kinds = ["ours", "core", ES]
+    if backend == "postgresql" and opts.diagnostics:
+        kinds.insert(1, "ours-noping")
+    urls: dict[str, str] = {}
+    for kind in kinds:
+        urls[kind], result = bench_single(dbs, kind, items)
+        if "append" in opts.sections:
+            results.append(result)
+    if backend == "postgresql" and opts.writers > 1 and "writers" in opts.sections:
+        for kind in ("ours", "core", ES):
+            _log(f"{backend}: {opts.writers} writers, {kind}")
+            results.append(bench_writers(backend, kind, urls[kind], opts.writers,
+                                         opts.per_writer, opts.generator))
+
+
+def _run_reads(backend: str, opts: Options, dbs: Databases, results: list[Result]) -> None:
+    ours_url = dbs.fresh("read_ours")
+    es_url = dbs.fresh("read_es", migrate=False)
+    es_store(es_url).close()
+    lines = cohort_lines(21, max(opts.read_sizes), opts.generator)
+    versions: dict[str, int] = {}
+    have = 0
+    for size in sorted(opts.read_sizes):
+        _log(f"{backend}: filling the logs to {size} events")
+        while have < size:
+            items = to_items(islice(lines, min(FILL_CHUNK, size - have)), versions)
+            if not items:
+                break
+            fill_ours(ours_url, items)
+            fill_es(es_url, items)
+            have += len(items)
+        _log(f"{backend}: reading {size} events")
+        kinds = ["ours", "ours-rows", ES] if opts.diagnostics else ["ours", ES]
+        for kind in kinds:
+            results.append(bench_read(backend, kind, es_url if kind == ES else ours_url,
+                                      have, opts.traced and kind != "ours-rows"))
 
 
 # ---------------------------------------------------------------------------- report
@@ -709,7 +733,14 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--no-tracemalloc", action="store_true",
                    help="skip the second, traced read pass (memory from RSS only)")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--sections", default="append,writers,import,read",
+                   help="comma-separated sections to run (default: all): "
+                        "append, writers, import, read")
     a = p.parse_args(argv)
+    sections = frozenset(x.strip() for x in a.sections.split(",") if x.strip())
+    unknown = sections - {"append", "writers", "import", "read"}
+    if unknown:
+        p.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     appends = a.appends or (300 if a.quick else 3000)
     sizes = ([int(s) for s in a.read_sizes.split(",")] if a.read_sizes
              else [5000, 20000] if a.quick else [50_000, 200_000])
@@ -719,7 +750,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         per_writer=a.per_writer or max(1, appends // max(1, a.writers)),
         import_events=a.import_events or (5000 if a.quick else 50_000),
         read_sizes=sizes, generator=a.generator, diagnostics=not a.no_diagnostics,
-        traced=not a.no_tracemalloc), a
+        traced=not a.no_tracemalloc, sections=sections), a
 
 
 def main(argv: list[str] | None = None) -> int:

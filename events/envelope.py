@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -110,6 +110,23 @@ class NewEvent:
             raise ValueError("occurred_at and recorded_at must be timezone-aware")
         if type(self.data).__name__ != self.type:
             raise ValueError(f"data is a {type(self.data).__name__}, not a {self.type}")
+
+
+class PreparedEvent(NamedTuple):
+    """An event about to be appended whose payload is already canonical JSON: what a bulk
+    writer (the importer) hands the store instead of a :class:`NewEvent`, without the
+    data model (its validation, serialisation and hash were done on the way in)."""
+
+    event_id: str
+    type: str
+    occurred_at: datetime
+    occurred_on: date
+    recorded_at: datetime
+    recorded_by: str
+    idempotency_key: str | None
+    data_json: bytes
+    content_hash: str
+    schema_version: int
 
 
 @dataclass(frozen=True)

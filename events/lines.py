@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_mod
 
 from events.errors import InvalidEvent, Problem
 from events.vocabulary import IMPORTABLE_TYPES, EventData
-from events.vocabulary.common import CONTROL_RE, PatientRef, When, no_control_characters
+from events.vocabulary.common import PatientRef, When, no_control_characters
 
 
 def _column_text(value: str) -> str:
@@ -27,14 +27,20 @@ def _column_text(value: str) -> str:
     return value
 
 
+#: the code points ``str.isspace()`` holds for that are not control characters (C0, DEL,
+#: C1: ``CONTROL_RE``), as this Python's Unicode tables give them. Listed, not computed at
+#: import (a walk over every code point costs a sixth of a second of each command's
+#: start-up); tests/unit/test_column_text_pattern.py computes them and compares.
+SPACES = (0x20, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000)
+
+
 def _column_text_pattern() -> str:
     """What :func:`_column_text` accepts, as a pattern pydantic-core matches natively (no
     Python call per value): no control character (C0, DEL, C1: ``CONTROL_RE``) anywhere,
-    and first and last characters none of those ``str.strip()`` removes (every code point
-    for which ``str.isspace()`` holds, listed here by computing them)."""
+    and first and last characters none of those ``str.strip()`` removes (the control
+    characters and :data:`SPACES`)."""
     control = "\\x00-\\x1f\\x7f-\\x9f"
-    space = "".join(f"\\x{{{ord(c):x}}}" for c in map(chr, range(0x110000))
-                    if c.isspace() and CONTROL_RE.match(c) is None)
+    space = "".join(f"\\x{{{c:x}}}" for c in SPACES)
     edge = f"[^{control}{space}]"
     return f"^{edge}(?:[^{control}]*{edge})?$"
 

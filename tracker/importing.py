@@ -17,25 +17,26 @@ anywhere rolls the whole transaction back; so does ``dry_run``, after every chec
 from __future__ import annotations
 
 import gc
-import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from functools import lru_cache
-from typing import IO, Any
+from datetime import date, datetime, timedelta
+from typing import IO
 
 from sqlalchemy import Connection
 
-from events.envelope import NewEvent, canonical_json, content_hash, dump_data
-from events.errors import ConcurrencyConflict, DuplicateIdempotencyKey, InvalidEvent, Problem
-from events.lines import decode_line
+from events.envelope import PreparedEvent
+from events.errors import ConcurrencyConflict, DuplicateIdempotencyKey, Problem
 from events.store import EventStore
 from events.store.writing import Writer
-from events.vocabulary import EntryCorrected, EntryVoided
+from tracker import import_pool
 from tracker.clock import Clock
 from tracker.corrections import Targets, check_target
 from tracker.errors import ImportRefused
+from tracker.import_decode import Line, instant, new_event_id
 from tracker.protocol import Protocol
+
+__all__ = ["ConcurrentImport", "ImportReport", "Known", "bounded_lines", "import_lines",
+           "new_event_id", "when_to_instant"]
 
 #: the longest line accepted (bytes, without its newline); longer ones end the import
 MAX_LINE_BYTES = 1 << 20
@@ -73,45 +74,6 @@ class ConcurrentImport(ConcurrencyConflict):
                                  "during this import; re-read and retry")
 
 
-#: the types whose target event the import checks (one union object, made once)
-_TARGETED = EntryVoided | EntryCorrected
-
-
-#: random bytes are drawn for this many event ids at a time (one system call, not one each)
-_IDS_PER_DRAW = 1024
-#: the variant nibble of an RFC 4122 UUID (binary 10xx) from a random hex digit
-_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
-_random_hex: list[str] = []  # 32 hex digits an id, drawn but not used yet
-
-
-def _forget_drawn() -> None:
-    _random_hex.clear()
-
-
-# a forked child (a worker process) must never hand out the ids its parent drew
-os.register_at_fork(after_in_child=_forget_drawn)
-
-
-def new_event_id() -> str:
-    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` writes it, without
-    building a ``UUID`` object per event (an import makes one per line). The random bits
-    come from ``os.urandom`` like ``uuid4``'s, drawn for :data:`_IDS_PER_DRAW` ids at once."""
-    try:
-        h = _random_hex.pop()  # atomic: threads never share an id, nor see a half list
-    except IndexError:
-        drawn = os.urandom(16 * _IDS_PER_DRAW).hex()
-        h = drawn[:32]
-        _random_hex.extend(drawn[i:i + 32] for i in range(32, len(drawn), 32))
-    # the version nibble is 4, the variant's two high bits 10: what uuid4 sets
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
-
-
-@lru_cache(maxsize=65536)
-def _local_midnight(day: date, zone: tzinfo) -> datetime:
-    """The UTC instant of a local date's midnight (cached: clinical dates repeat)."""
-    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
-
-
 class _RolledBack(Exception):
     """Ends a dry run's transaction after every check ran."""
 
@@ -119,10 +81,7 @@ class _RolledBack(Exception):
 def when_to_instant(value: date | datetime, protocol: Protocol) -> tuple[datetime, date]:
     """(UTC instant, local clinical date) of an ``occurred_at``. A bare date is the local
     midnight of that date in the centre's time zone."""
-    zone = protocol.zone
-    if isinstance(value, datetime):
-        return value.astimezone(UTC), value.astimezone(zone).date()
-    return _local_midnight(value, zone), value
+    return instant(value, protocol.zone)
 
 
 def bounded_lines(stream: IO[bytes], max_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes]:
@@ -158,12 +117,14 @@ def import_lines(lines: Iterable[bytes | str], store: EventStore, *, clock: Cloc
                  protocol: Protocol, default_by: str = "import", dry_run: bool = False,
                  on_line: Callable[[int], None] | None = None,
                  max_line_bytes: int = MAX_LINE_BYTES,
-                 known: Known | None = None) -> ImportReport:
+                 known: Known | None = None, workers: int | None = None) -> ImportReport:
     """Check and write every line in one transaction (or nothing). ``known``: see
-    :class:`Known`."""
+    :class:`Known`. ``workers``: processes decoding batches beside this one (see
+    :mod:`tracker.import_pool`; ``None``: one per core but this one's, 0: none)."""
     importer = _Importer(store, clock=clock, protocol=protocol, default_by=default_by,
                          dry_run=dry_run, on_line=on_line, max_line_bytes=max_line_bytes,
-                         known=known)
+                         known=known,
+                         workers=import_pool.default_workers() if workers is None else workers)
     # Automatic collections would walk each batch's objects again and again (a fifth of
     # the import's time); the batch's young objects are collected once, after it instead.
     gc_was_enabled = gc.isenabled()
@@ -181,8 +142,9 @@ def import_lines(lines: Iterable[bytes | str], store: EventStore, *, clock: Cloc
 class _Importer:
     def __init__(self, store: EventStore, *, clock: Clock, protocol: Protocol,
                  default_by: str, dry_run: bool, on_line: Callable[[int], None] | None,
-                 max_line_bytes: int, known: Known | None = None) -> None:
+                 max_line_bytes: int, known: Known | None = None, workers: int = 0) -> None:
         self.store = store
+        self.workers = workers
         #: used by the first batch's check only (outside the transaction)
         self.known = known
         self.protocol = protocol
@@ -198,11 +160,25 @@ class _Importer:
         #: stream -> its version as this import knows it (stored + written here)
         self.versions: dict[str, int] = {}
         self.targets = Targets()
-        self._ended = False  # the lines are all read
+        self._read_all = False  # the lines are all read
+        self._raw_batches = 0  # batches read (decoded, or being decoded)
+        self._batches_out = 0  # decoded batches taken by the checks
+        self._overlong: Problem | None = None  # the line that stopped the reading
+
+    @property
+    def _ended(self) -> bool:
+        """The batch taken last was the file's last."""
+        return self._read_all and self._batches_out == self._raw_batches
 
     # ----------------------------------------------------------------- driving
     def run(self, lines: Iterable[bytes | str]) -> None:
         batches = self._batches(lines)
+        try:
+            self._run(batches)
+        finally:
+            batches.close()  # stops the decoding workers now, also when refused
+
+    def _run(self, batches: Iterator[list[Line]]) -> None:
         first = next(batches, None)
         if first is None:
             return
@@ -251,9 +227,10 @@ class _Importer:
         else:
             self.unlisted += 1
 
-    def _batches(self, lines: Iterable[bytes | str]) -> Iterator[list[tuple[int, Any]]]:
-        """Decoded lines in batches; decoding problems are recorded on the way."""
-        batch: list[tuple[int, Any]] = []
+    def _raw(self, lines: Iterable[bytes | str]) -> Iterator[list[tuple[int, bytes | str]]]:
+        """The numbered non-blank lines in batches, as read (the line that is too long
+        ends the reading; its problem is recorded with the last batch's)."""
+        batch: list[tuple[int, bytes | str]] = []
         size = 0
         for number, raw in enumerate(lines, start=1):
             if self.on_line is not None:
@@ -261,69 +238,84 @@ class _Importer:
             self.report.lines = number
             length = len(raw) if isinstance(raw, bytes) else len(raw.encode())
             if length - (raw[-1:] in (b"\n", "\n")) > self.max_line_bytes:
-                self._problem(Problem(number, "line", f"longer than {self.max_line_bytes} "
-                                                      "bytes; the import stops here"))
+                self._overlong = Problem(number, "line", f"longer than {self.max_line_bytes} "
+                                                         "bytes; the import stops here")
                 break
             if not raw.strip():
                 continue
-            try:
-                batch.append((number, decode_line(raw, number)))
-            except InvalidEvent as exc:
-                for p in exc.problems:
-                    self._problem(p)
+            batch.append((number, raw))
             size += length
             if len(batch) >= BATCH_LINES or size >= BATCH_BYTES:
+                self._raw_batches += 1
                 yield batch
                 batch, size = [], 0
-                gc.collect(1)  # the young generations only: this batch's garbage
-        self._ended = True
+        self._read_all = True
         if batch or self.report.lines:
+            self._raw_batches += 1
             yield batch
 
+    def _batches(self, lines: Iterable[bytes | str]) -> Generator[list[Line], None, None]:
+        """Decoded lines in batches (by worker processes when there are several batches);
+        decoding problems are recorded on the way."""
+        for decoded in import_pool.decoded(self._raw(lines), self.protocol.zone,
+                                           self.workers):
+            self._batches_out += 1
+            batch: list[Line] = []
+            for item in decoded:
+                if isinstance(item, Line):
+                    batch.append(item)
+                else:
+                    for p in item:
+                        self._problem(p)
+            if self._ended and self._overlong is not None:
+                self._problem(self._overlong)
+            del decoded
+            yield batch
+            gc.collect(1)  # the young generations only: this batch's garbage
+
     # ----------------------------------------------------------------- checking
-    def _check(self, batch: list[tuple[int, Any]], conn: Connection | None
-               ) -> dict[str, list[NewEvent]]:
+    def _check(self, batch: list[Line], conn: Connection | None
+               ) -> dict[str, list[PreparedEvent]]:
         """Check a batch against the store (through ``conn``, the import's transaction,
         once it is open) and what came before; returns the events to write, by stream."""
         store = self.store
         known, self.known = self.known, None
         if conn is not None:
             known = None  # inside the transaction every look-up is its own
-        unknown = {m.patient for _, m in batch} - self.versions.keys()
+        unknown = {m.patient for m in batch} - self.versions.keys()
         if known is not None:
             self.versions.update({p: known.versions[p] for p in unknown
                                   if p in known.versions})
             unknown -= known.versions.keys()
         found = store.stream_versions(unknown, conn=conn) if unknown else {}
         self.versions.update({p: found.get(p, 0) for p in unknown})
-        keys = [m.idempotency_key for _, m in batch if m.idempotency_key]
+        keys = [m.idempotency_key for m in batch if m.idempotency_key]
         stored_keys: dict[str, tuple[str, str, str]] = {}
         if known is not None:
             stored_keys = {k: known.keys[k] for k in keys if k in known.keys}
             keys = [k for k in keys if k not in known.looked_up]
         if keys:
             stored_keys |= store.find_idempotency_keys(keys, conn=conn)
-        self.targets.load(store, (m.data.target_event_id for _, m in batch
-                                  if isinstance(m.data, _TARGETED)), conn)
+        self.targets.load(store, (m.target.target_event_id for m in batch
+                                  if m.target is not None), conn)
         batch_keys: dict[str, str] = {}
-        pending: dict[str, list[NewEvent]] = {}
-        for number, m in batch:
-            event = self._check_line(number, m, stored_keys, batch_keys, pending)
+        pending: dict[str, list[PreparedEvent]] = {}
+        for m in batch:
+            event = self._check_line(m, stored_keys, batch_keys, pending)
             if event is not None:
                 pending.setdefault(m.patient, []).append(event)
         return pending
 
-    def _enrolled(self, patient: str, pending: dict[str, list[NewEvent]]) -> bool:
+    def _enrolled(self, patient: str, pending: dict[str, list[PreparedEvent]]) -> bool:
         return self.versions.get(patient, 0) > 0 or bool(pending.get(patient))
 
-    def _check_line(self, number: int, m: Any, stored_keys: dict[str, tuple[str, str, str]],
-                    batch_keys: dict[str, str], pending: dict[str, list[NewEvent]]
-                    ) -> NewEvent | None:
-        occurred_at, occurred_on = when_to_instant(m.occurred_at, self.protocol)
+    def _check_line(self, m: Line, stored_keys: dict[str, tuple[str, str, str]],
+                    batch_keys: dict[str, str], pending: dict[str, list[PreparedEvent]]
+                    ) -> PreparedEvent | None:
+        number = m.number
         problems: list[Problem] = []
-        if occurred_at > self.horizon or occurred_on > self.today_local:
-            problems.append(Problem(number, "occurred_at", f"{m.occurred_at} is in the future"))
-        data = m.data
+        if m.occurred_at > self.horizon or m.occurred_on > self.today_local:
+            problems.append(Problem(number, "occurred_at", f"{m.written_at} is in the future"))
         enrolled = self._enrolled(m.patient, pending)
         if m.type == "PatientEnrolled":
             if enrolled and not m.idempotency_key:
@@ -332,11 +324,9 @@ class _Importer:
             problems.append(Problem(
                 number, "patient",
                 f"{m.patient} is not enrolled: a PatientEnrolled line must come first"))
-        targeted = isinstance(data, _TARGETED)
-        if targeted:
-            problems.extend(check_target(number, m.patient, data, self.targets))
-        data_json = canonical_json(dump_data(data))
-        key_hash = content_hash(m.type, m.patient, occurred_at, data_json)
+        if m.target is not None:
+            problems.extend(check_target(number, m.patient, m.target, self.targets))
+        key_hash = m.content_hash
         if m.idempotency_key:
             earlier = stored_keys.get(m.idempotency_key)
             earlier_hash = earlier[0] if earlier else batch_keys.get(m.idempotency_key)
@@ -354,16 +344,14 @@ class _Importer:
             for p in problems:
                 self._problem(p)
             return None
-        if targeted:
-            self.targets.record(number, data)
-        return NewEvent(
-            event_id=new_event_id(), type=m.type, data=data, occurred_at=occurred_at,
-            occurred_on=occurred_on, recorded_at=self.now,
-            recorded_by=m.recorded_by or self.default_by, idempotency_key=m.idempotency_key,
-            data_json=data_json, content_hash=key_hash)
+        if m.target is not None:
+            self.targets.record(number, m.target)
+        return PreparedEvent(m.event_id, m.type, m.occurred_at, m.occurred_on, self.now,
+                             m.recorded_by or self.default_by, m.idempotency_key,
+                             m.data_json, key_hash, m.schema_version)
 
     # ----------------------------------------------------------------- writing
-    def _write(self, writer: Writer, pending: dict[str, list[NewEvent]]) -> None:
+    def _write(self, writer: Writer, pending: dict[str, list[PreparedEvent]]) -> None:
         report = self.report
         writer.prefetch_heads(s for s in pending if s not in writer.heads)
         for stream, new in pending.items():

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from events.envelope import (
     GENESIS,
     NewEvent,
+    PreparedEvent,
     RecordedEvent,
     canonical_json,
     chain_hash,
@@ -23,21 +24,29 @@ from events.errors import ConcurrencyConflict
 from events.store.recorder import Recorder
 from events.store.types import Head
 
-__all__ = ["Head", "Writer", "build_rows", "recorded_events"]
+__all__ = ["Appendable", "Head", "Writer", "build_rows", "recorded_events"]
 
 #: buffered bulk rows go out in statements of this many
 BULK_ROWS = 5000
 
 
-def build_rows(stream: str, head: Head, new: Sequence[NewEvent]) -> list[dict[str, Any]]:
+#: what an append takes: events with their data model, or with it already serialised
+Appendable = NewEvent | PreparedEvent
+
+
+def build_rows(stream: str, head: Head, new: Sequence[Appendable]) -> list[dict[str, Any]]:
     """The rows for appending ``new`` after ``head``: versions, hash chain, content hashes."""
     rows: list[dict[str, Any]] = []
     prev = head.hash
     version = head.version
     for e in new:
         version += 1
-        data_json = e.data_json if e.data_json is not None else canonical_json(dump_data(e.data))
-        schema_version = type(e.data).schema_version
+        if isinstance(e, NewEvent):
+            data_json = (e.data_json if e.data_json is not None
+                         else canonical_json(dump_data(e.data)))
+            schema_version = type(e.data).schema_version
+        else:
+            data_json, schema_version = e.data_json, e.schema_version
         h = chain_hash(prev, event_id=e.event_id, stream=stream, version=version,
                        event_type=e.type, schema_version=schema_version,
                        occurred_at=e.occurred_at, occurred_on=e.occurred_on,
@@ -97,7 +106,7 @@ class Writer:
         found = self.recorder.heads(self.conn, names)
         self.heads.update({s: found.get(s, Head(0, GENESIS)) for s in names})
 
-    def append(self, stream: str, expected_version: int, new: Sequence[NewEvent], *,
+    def append(self, stream: str, expected_version: int, new: Sequence[Appendable], *,
                returning: bool = True) -> list[RecordedEvent]:
         """Append to ``stream`` at ``expected_version``. ``returning=False`` buffers the
         rows for the bulk path (written by :meth:`flush`) and returns nothing."""

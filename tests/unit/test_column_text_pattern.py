@@ -11,7 +11,8 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from events.errors import InvalidEvent
-from events.lines import ByWho, _column_text, decode_line
+from events.lines import SPACES, ByWho, _column_text, decode_line
+from events.vocabulary.common import CONTROL_RE
 
 _BY_WHO: TypeAdapter[str] = TypeAdapter(ByWho)
 
@@ -76,3 +77,9 @@ def test_too_long_is_said_before_any_character_check() -> None:
 @pytest.mark.parametrize("value", ["import", "lab.feed", "a b", "é", "日本", "x" * 128])
 def test_ordinary_values_pass(value: str) -> None:
     assert decode_line(orjson.dumps({**ENROL, "recorded_by": value})).recorded_by == value
+
+
+def test_the_listed_spaces_are_this_pythons_non_control_white_space() -> None:
+    computed = tuple(cp for cp in range(0x110000)
+                     if chr(cp).isspace() and CONTROL_RE.match(chr(cp)) is None)
+    assert computed == SPACES

@@ -13,6 +13,7 @@ import orjson
 from events.vocabulary import IMPORTABLE_TYPES, UNITS
 from tracker.cli.common import State, check_by, handles_errors, pass_state
 from tracker.errors import ImportRefused
+from tracker.import_pool import MAX_WORKERS
 from tracker.importing import MAX_LINE_BYTES, ImportReport, bounded_lines, import_lines
 
 PROGRESS_MIN_BYTES = 1_000_000
@@ -30,8 +31,8 @@ def _count_lines(stream: IO[bytes]) -> int:
 
 
 def _run_import(state: State, lines: Any, *, by: str, dry_run: bool,
-                total: int | None = None, max_line_bytes: int = MAX_LINE_BYTES
-                ) -> ImportReport:
+                total: int | None = None, max_line_bytes: int = MAX_LINE_BYTES,
+                workers: int | None = None) -> ImportReport:
     app = state.app()
     if total:
         with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
@@ -40,11 +41,12 @@ def _run_import(state: State, lines: Any, *, by: str, dry_run: bool,
                     bar.update(n - bar.pos)
             report = import_lines(lines, app.store, clock=app.clock, protocol=app.protocol,
                                   default_by=by, dry_run=dry_run, on_line=tick,
-                                  max_line_bytes=max_line_bytes)
+                                  max_line_bytes=max_line_bytes, workers=workers)
             bar.update(max(0, report.lines - bar.pos))
             return report
     return import_lines(lines, app.store, clock=app.clock, protocol=app.protocol,
-                        default_by=by, dry_run=dry_run, max_line_bytes=max_line_bytes)
+                        default_by=by, dry_run=dry_run, max_line_bytes=max_line_bytes,
+                        workers=workers)
 
 
 @click.command("import")
@@ -55,15 +57,20 @@ def _run_import(state: State, lines: Any, *, by: str, dry_run: bool,
 @click.option("--max-line-bytes", type=click.IntRange(1, 1 << 30), default=MAX_LINE_BYTES,
               envvar="CNO_TRACKER_MAX_LINE_BYTES", show_default=True,
               help="longest line accepted; a longer one is refused with its number")
+@click.option("--workers", type=click.IntRange(0, MAX_WORKERS), default=None,
+              envvar="CNO_TRACKER_IMPORT_WORKERS",
+              help="processes validating lines beside this one; 0: none  "
+                   f"[default: one per core, at most {MAX_WORKERS}]")
 @pass_state
 @handles_errors
-def import_cmd(state: State, file: Path, by: str, dry_run: bool, max_line_bytes: int) -> None:
+def import_cmd(state: State, file: Path, by: str, dry_run: bool, max_line_bytes: int,
+               workers: int | None) -> None:
     """Import events from a JSON Lines FILE ('-' for standard input): all or nothing."""
     if str(file) == "-":
         if sys.stdin is None or sys.stdin.closed:
             raise click.BadParameter("standard input is closed", param_hint="FILE")
         report = _run_import(state, bounded_lines(sys.stdin.buffer, max_line_bytes), by=by,
-                             dry_run=dry_run, max_line_bytes=max_line_bytes)
+                             dry_run=dry_run, max_line_bytes=max_line_bytes, workers=workers)
     else:
         if not file.exists():
             raise click.BadParameter(f"{file} does not exist", param_hint="FILE")
@@ -73,7 +80,8 @@ def import_cmd(state: State, file: Path, by: str, dry_run: bool, max_line_bytes:
                 total = _count_lines(fh)
         with file.open("rb") as fh:
             report = _run_import(state, bounded_lines(fh, max_line_bytes), by=by,
-                                 dry_run=dry_run, total=total, max_line_bytes=max_line_bytes)
+                                 dry_run=dry_run, total=total, max_line_bytes=max_line_bytes,
+                                 workers=workers)
     click.echo(report.summary())
 
 

@@ -1,0 +1,211 @@
+"""Decoding an import's batches in worker processes, in order.
+
+An import spends about half its time in the stateless half of each line (validation,
+serialisation, hashing: :mod:`tracker.import_decode`); the other half (the checks against
+the store and the other lines, the hash chain, the writes) stays in the importing process.
+:func:`decoded` hands raw batches to forked workers round-robin, one batch in flight per
+worker, and yields their results in the order of the file, so the importer sees exactly
+what decoding in-process would give it while the next batches are decoded meanwhile.
+
+Only fork makes this pay: a forked worker starts in milliseconds with every module already
+imported (a spawned one would import them again, longer than a 50,000-line import takes).
+So workers are used only where forking is safe and useful:
+
+* on a platform with ``os.fork`` and ``prctl`` (Linux): each worker asks the kernel to
+  kill it when the importing process dies, even by ``kill -9``, so none is left behind;
+* in a process with no other thread (a forked child would inherit a lock another thread
+  held; the web application and the HL7 listener have threads and decode in-process);
+* for a file of more than one batch (one ``record`` line never forks).
+
+A worker never touches the database (it inherits the importer's connections but leaves
+them alone, and leaves with ``os._exit``: no clean-up runs on what it inherited). A worker
+that fails or dies costs nothing: its batch is decoded in-process and the rest of the file
+too, so the import's outcome never depends on the pool."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import os
+import pickle
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import tzinfo
+from multiprocessing.connection import Connection, Pipe
+
+from tracker.import_decode import Decoded, decode_batch, pack, unpack
+
+#: a raw batch: numbered lines as read
+Raw = list[tuple[int, bytes | str]]
+
+#: most workers an import starts (beyond, the importing process's own half is the limit)
+MAX_WORKERS = 4
+_PR_SET_PDEATHSIG = 1
+
+
+def default_workers() -> int:
+    """Workers for this machine: one per core (the importing process mostly waits for
+    them: decoding is about two thirds of a line's work), none on a single core."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return 0 if cores < 2 else min(MAX_WORKERS, cores)
+
+
+def can_fork() -> bool:
+    """Whether this process may fork decoding workers now (see the module's notes)."""
+    return (sys.platform.startswith("linux") and hasattr(os, "fork")
+            and threading.active_count() == 1)
+
+
+class _Worker:
+    """One forked decoding process and its two one-way pipes."""
+
+    def __init__(self, zone: tzinfo, others: list[_Worker]) -> None:
+        task_read, self.tasks = Pipe(duplex=False)
+        self.results, result_write = Pipe(duplex=False)
+        parent = os.getpid()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                self.tasks.close()
+                self.results.close()
+                for other in others:  # their pipes are not this worker's to hold open
+                    other.tasks.close()
+                    other.results.close()
+                code = _serve(task_read, result_write, zone, parent)
+            finally:
+                os._exit(code)
+        self.pid = pid
+        task_read.close()
+        result_write.close()
+        self.raw: Raw | None = None  # the batch in flight (decoded here if the worker fails)
+
+    def send(self, batch: Raw) -> None:
+        self.raw = batch
+        self.tasks.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+
+    def receive(self) -> Decoded | None:
+        """The decoded batch in flight, or None if the worker failed (then it is stopped)."""
+        try:
+            reply = self.results.recv_bytes()
+        except (EOFError, OSError):
+            self.stop()
+            return None
+        if not reply:  # the worker could not decode it (it says nothing more): stopped
+            self.stop()
+            return None
+        self.raw = None
+        return unpack(pickle.loads(reply))
+
+    def stop(self) -> None:
+        """End the worker now (it holds nothing: a batch it was decoding is not needed)."""
+        for conn in (self.tasks, self.results):
+            with contextlib.suppress(OSError):
+                conn.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+def _serve(tasks: Connection, results: Connection, zone: tzinfo, parent: int) -> int:
+    """The worker's loop: decode each batch received until the pipe closes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
+        return 1  # cannot promise to die with the importer (or it died already): refuse
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importer's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    while True:
+        try:
+            message = tasks.recv_bytes()
+        except (EOFError, OSError):
+            return 0
+        try:
+            reply = pickle.dumps(pack(decode_batch(pickle.loads(message), zone)),
+                                 pickle.HIGHEST_PROTOCOL)
+        except Exception:  # the importer decodes it in-process (and reports what failed)
+            reply = b""
+        results.send_bytes(reply)
+        del message, reply
+        gc.collect(1)  # the importer disabled automatic collection; this batch's garbage
+
+
+def decoded(batches: Iterator[Raw], zone: tzinfo, workers: int) -> Iterator[Decoded]:
+    """The decoded ``batches``, in order: the first in-process, the rest by up to
+    ``workers`` forked processes when :func:`can_fork` (else in-process too). A batch is
+    yielded only once the next one was asked for: when the importer takes the last batch,
+    the file has been read to its end."""
+    first = next(batches, None)
+    if first is None:
+        return
+    second = next(batches, None)
+    if second is None or workers < 1 or not can_fork():
+        yield from _in_process(_chain([first] if second is None else [first, second],
+                                      batches), zone)
+        return
+    pool: list[_Worker] = []
+    try:
+        for _ in range(workers):
+            pool.append(_Worker(zone, pool))
+        yield from _ordered(first, _chain([second], batches), pool, zone)
+    finally:
+        for worker in pool:
+            worker.stop()
+
+
+def _ordered(first: Raw, batches: Iterator[Raw], pool: list[_Worker], zone: tzinfo
+             ) -> Iterator[Decoded]:
+    """Round-robin over ``pool``: batch *i* goes to worker *i* mod n, and results are taken
+    back in the same order, each worker given its next batch as soon as it answers."""
+    pending: list[_Worker] = []  # workers with a batch in flight, oldest first
+    for worker, batch in zip(pool, batches, strict=False):  # (zip stops at the pool's end
+        worker.send(batch)                                # before taking another batch)
+        pending.append(worker)
+    yield decode_batch(first, zone)  # meanwhile, the workers decode the next ones
+    while pending:
+        worker = pending.pop(0)
+        result = worker.receive()
+        if result is None:  # it failed: this batch and the rest in-process, in order
+            yield from _in_process(_chain([worker.raw or []], _late(pending, batches)), zone)
+            return
+        nxt = next(batches, None)
+        if nxt is not None:
+            worker.send(nxt)
+            pending.append(worker)
+        yield result
+
+
+class _Done(list):
+    """A batch decoded already (by a worker): :func:`_in_process` passes it through."""
+
+
+def _in_process(items: Iterator[Raw], zone: tzinfo) -> Iterator[Decoded]:
+    """Each batch of ``items`` decoded in-process (a :class:`_Done` one as it is), the
+    next one read before this one is yielded."""
+    item = next(items, None)
+    while item is not None:
+        nxt = next(items, None)
+        yield item if isinstance(item, _Done) else decode_batch(item, zone)
+        item = nxt
+
+
+def _late(pending: list[_Worker], batches: Iterator[Raw]) -> Iterator[Raw]:
+    """After a worker failed: the other workers' batches (decoded if they answer, raw if
+    not), then the rest of the file, raw."""
+    for other in pending:
+        late = other.receive()
+        yield _Done(late) if late is not None else (other.raw or [])
+    yield from batches
+
+
+def _chain(head: list[Raw], rest: Iterator[Raw]) -> Iterator[Raw]:
+    yield from head
+    yield from rest
