@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Connection,
     Engine,
@@ -20,12 +21,16 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     event,
+    func,
+    literal,
     literal_column,
+    select,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ColumnClause
 
 from events.envelope import RecordedEvent, recorded_event
 from events.store.recorder import BULK_COLUMNS, STREAM_VERSION, Recorder
@@ -170,6 +175,10 @@ def _unique_constraints() -> dict[tuple[str, frozenset[str]], str]:
     return out
 
 
+#: the value column of the table-valued function ``json_each``
+_JSON_VALUE: ColumnClause[Any] = literal_column("value")
+
+
 class SQLiteRecorder(Recorder):
     dialect = "sqlite"
     concurrent_writers = False
@@ -182,6 +191,14 @@ class SQLiteRecorder(Recorder):
 
     def writing(self, conn: Connection) -> Connection:
         return conn.execution_options(sqlite_begin="IMMEDIATE")
+
+    def any_of(self, column: Any, values: list[str]) -> Any:
+        """As ``IN (SELECT value FROM json_each(?))``: one bound parameter, the values as
+        one JSON array, instead of a parameter each (SQLAlchemy renders and binds each of
+        an import batch's 2,000 keys one by one: a tenth of the importer's own time).
+        SQLite still probes the column's index once per value."""
+        return column.in_(select(_JSON_VALUE).select_from(
+            func.json_each(literal(orjson.dumps(values).decode()))))
 
     def insert_if_absent(self, table: Table, values: dict[str, Any],
                          unique: Any) -> Insert:
