@@ -14,7 +14,8 @@ So workers are used only where forking is safe and useful:
 * on a platform with ``os.fork`` and ``prctl`` (Linux): each worker asks the kernel to
   kill it when the importing process dies, even by ``kill -9``, so none is left behind;
 * in a process with no other thread (a forked child would inherit a lock another thread
-  held; the web application and the HL7 listener have threads and decode in-process);
+  held; the web application and the HL7 listener have threads and decode in-process),
+  SQLite's checkpoint threads aside (they only call SQLite, which a worker never does);
 * for a file of more than one batch (one ``record`` line never forks).
 
 A worker never touches the database (it inherits the importer's connections but leaves
@@ -36,6 +37,7 @@ from collections.abc import Iterator
 from datetime import tzinfo
 from multiprocessing.connection import Connection, Pipe
 
+from events.store.checkpoint import FORK_SAFE
 from tracker.import_decode import Decoded, decode_batch, pack, unpack
 
 #: a raw batch: numbered lines as read
@@ -57,9 +59,12 @@ def default_workers() -> int:
 
 
 def can_fork() -> bool:
-    """Whether this process may fork decoding workers now (see the module's notes)."""
+    """Whether this process may fork decoding workers now (see the module's notes): no
+    thread but this one, except SQLite's checkpoint threads (they only call SQLite, which
+    a worker never does: ``events.store.checkpoint``)."""
+    main = threading.current_thread()
     return (sys.platform.startswith("linux") and hasattr(os, "fork")
-            and threading.active_count() == 1)
+            and all(t is main or getattr(t, FORK_SAFE, False) for t in threading.enumerate()))
 
 
 class _Worker:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+from events.store.checkpoint import checkpoint_in_background, watch_disposal
 
 
 def normalise_url(url: str) -> str:
@@ -30,12 +33,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
             cur = dbapi_conn.cursor()
-            if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
+            on_file = ":memory:" not in url and url not in ("sqlite://", "sqlite:///")
+            if on_file:
                 cur.execute("PRAGMA journal_mode=WAL")
+                # checkpoints run in a background thread, not inside a commit
+                cur.execute("PRAGMA wal_autocheckpoint=0")
+                checkpoint_in_background(engine, os.path.abspath(str(engine.url.database)))
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+
+        watch_disposal(engine)
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
