@@ -774,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render(results, opts, wall, startup))
     if args.json:
         args.json.write_bytes(orjson.dumps({
-            "options": opts.__dict__,
+            "options": {**opts.__dict__, "sections": sorted(opts.sections)},
             "results": [{**r.__dict__, "rate": r.rate} for r in results],
             "targets": [{"what": w, "measured": m, "required": n, "met": ok}
                         for w, m, n, ok in targets(results, opts, startup)],

@@ -74,9 +74,15 @@ class _Worker:
         task_read, self.tasks = Pipe(duplex=False)
         self.results, result_write = Pipe(duplex=False)
         parent = os.getpid()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
+        for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
+            with contextlib.suppress(ValueError, OSError, AttributeError):
+                stream.flush()
+        try:
+            pid = os.fork()
+        except OSError:
+            for conn in (task_read, self.tasks, self.results, result_write):
+                conn.close()
+            raise
         if pid == 0:  # the child: never returns
             code = 1
             try:
@@ -159,7 +165,13 @@ def decoded(batches: Iterator[Raw], zone: tzinfo, workers: int) -> Iterator[Deco
     pool: list[_Worker] = []
     try:
         for _ in range(workers):
-            pool.append(_Worker(zone, pool))
+            try:
+                pool.append(_Worker(zone, pool))
+            except OSError:  # no process to be had (EAGAIN, ENOMEM): those there are do
+                break
+        if not pool:
+            yield from _in_process(_chain([first, second], batches), zone)
+            return
         yield from _ordered(first, _chain([second], batches), pool, zone)
     finally:
         for worker in pool:

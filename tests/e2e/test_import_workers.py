@@ -220,6 +220,30 @@ def test_no_worker_is_forked_beside_another_thread_nor_for_one_batch(
     assert FORKS[0] == forks, "beside a thread, for one batch, with workers=0: in-process"
 
 
+@pytest.mark.usefixtures("small_batches")
+def test_when_no_process_can_be_forked_the_import_decodes_in_process(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = cohort_lines(tmp_path, 10)
+    real_fork = os.fork
+    calls = [0]
+
+    def fork_once() -> int:  # the system gives one process, then no more (EAGAIN)
+        calls[0] += 1
+        if calls[0] > 1:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork_once)
+    calls[0] = 1  # none at all
+    seen: set[int] = set()
+    assert run(db_url, lines, 2, on_line=watching(seen), dry_run=True).written == len(lines)
+    assert seen == set() and calls[0] == 2
+    calls[0] = 0  # one, then no more
+    assert run(db_url, lines, 3, on_line=watching(seen)).written == len(lines)
+    assert len(seen) == 1 and calls[0] == 2, "one worker decoded beside the importer"
+    assert children() == set()
+
+
 def test_default_workers_follow_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     for cores, expected in ((1, 0), (2, 2), (3, 3), (16, MAX_WORKERS)):
         monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
