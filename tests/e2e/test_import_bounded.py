@@ -161,13 +161,12 @@ def _feed(pipe: IO[bytes], data: bytes) -> None:
         pipe.flush()
 
 
-def test_kill_9_mid_import_leaves_nothing(db_url: str, tmp_path: Path) -> None:
-    big = cohort_file(tmp_path / "big.jsonl", 300)
-    assert run(db_url, tmp_path, ENROL).exit_code == 0
-    env = {**os.environ, "CNO_TRACKER_DATABASE_URL": db_url}
-    # Fed through a pipe that is never closed: the import streams the first two thirds
-    # into its transaction, then waits for the rest, and is killed there however fast
-    # the machine is (a file of any size can be finished before a timed kill).
+def start_fed_import(big: Path, env: dict[str, str]
+                     ) -> tuple[subprocess.Popen[bytes], threading.Thread]:
+    """``cno-tracker import -`` fed the first two thirds of ``big`` through a pipe that is
+    never closed: the import streams them into its transaction, then waits for the rest,
+    and can be killed there however fast the machine is (a file of any size can be
+    finished before a timed kill)."""
     data = big.read_bytes()
     prefix = data[: data.index(b"\n", len(data) * 2 // 3) + 1]
     proc = subprocess.Popen([CLI, "import", "-"], cwd=REPO, env=env, stdin=subprocess.PIPE,
@@ -176,6 +175,15 @@ def test_kill_9_mid_import_leaves_nothing(db_url: str, tmp_path: Path) -> None:
     assert proc.stdin is not None
     feeder = threading.Thread(target=_feed, args=(proc.stdin, prefix), daemon=True)
     feeder.start()
+    return proc, feeder
+
+
+def test_kill_9_mid_import_leaves_nothing(db_url: str, tmp_path: Path) -> None:
+    big = cohort_file(tmp_path / "big.jsonl", 300)
+    assert run(db_url, tmp_path, ENROL).exit_code == 0
+    env = {**os.environ, "CNO_TRACKER_DATABASE_URL": db_url}
+    proc, feeder = start_fed_import(big, env)
+    assert proc.stdin is not None
     try:
         wait_until(lambda: _writing(db_url, tmp_path) or proc.poll() is not None, 120,
                    "the import began writing")

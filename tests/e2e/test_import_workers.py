@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from click.testing import CliRunner
 from events.store import EventStore
 from events.store.engine import make_engine
 from tests.conftest import create_pg_database, drop_pg_database
-from tests.e2e.test_import_bounded import CLI, REPO, _feed, _writing, cohort_file
+from tests.e2e.test_import_bounded import _writing, cohort_file, start_fed_import
 from tests.support.events import line
 from tests.support.processes import wait_until
 from tracker import importing
@@ -269,17 +268,11 @@ def _cli_children(pid: int) -> set[int]:
 def test_kill_9_of_the_importer_takes_its_workers_with_it(db_url: str,
                                                           tmp_path: Path) -> None:
     big = cohort_file(tmp_path / "big.jsonl", 300)
-    data = big.read_bytes()
-    prefix = data[: data.index(b"\n", len(data) * 2 // 3) + 1]
-    assert prefix.count(b"\n") > 3 * 2000  # several batches: workers are forked
+    assert big.read_bytes().count(b"\n") * 2 // 3 > 3 * 2000  # batches enough to fork
     env = {**os.environ, "CNO_TRACKER_DATABASE_URL": db_url,
            "CNO_TRACKER_IMPORT_WORKERS": "2"}
-    proc = subprocess.Popen([CLI, "import", "-"], cwd=REPO, env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc, _feeder = start_fed_import(big, env)
     assert proc.stdin is not None
-    feeder = threading.Thread(target=_feed, args=(proc.stdin, prefix), daemon=True)
-    feeder.start()
     workers: set[int] = set()
     try:
         wait_until(lambda: _writing(db_url, tmp_path) or proc.poll() is not None, 120,
