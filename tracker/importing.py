@@ -271,7 +271,10 @@ class _Importer:
                 self._problem(self._overlong)
             del decoded
             yield batch
-            gc.collect(1)  # the young generations only: this batch's garbage
+            # the young generations only (this batch's garbage), and only when more
+            # batches follow: a one-batch import (each HL7 message) pays for none
+            if not self._ended:
+                gc.collect(1)
 
     # ----------------------------------------------------------------- checking
     def _check(self, batch: list[Line], conn: Connection | None
