@@ -31,6 +31,7 @@ import os
 import sqlite3
 import threading
 import weakref
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
@@ -65,9 +66,10 @@ class Checkpointer:
         try:
             while not self._stop.wait(INTERVAL):
                 try:
-                    if conn is None:
-                        conn = sqlite3.connect(self.path, isolation_level=None,
-                                               check_same_thread=False)
+                    if conn is None:  # read-write, never create: a file moved or
+                        conn = sqlite3.connect(  # deleted meanwhile is not made again
+                            f"{Path(self.path).absolute().as_uri()}?mode=rw", uri=True,
+                            isolation_level=None, check_same_thread=False)
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error:
                     # the file is gone or locked past the busy timeout: try again later

@@ -85,3 +85,18 @@ def test_memory_databases_have_no_checkpointer() -> None:
         assert len(checkpointers()) == started
     finally:
         engine.dispose()
+
+
+def test_a_database_file_gone_is_not_made_again(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checkpoint, "INTERVAL", 0.01)
+    gone = tmp_path / "moved-away.db"
+    checkpointer = checkpoint.Checkpointer(str(gone))
+    try:
+        wait_until(lambda: checkpointer.thread.is_alive(), 5, "the thread started")
+        threading.Event().wait(0.3)  # some 30 attempts to connect
+        assert not gone.exists()
+    finally:
+        checkpointer.stop()
+        checkpointer.thread.join(5)
+    assert not checkpointer.thread.is_alive()
