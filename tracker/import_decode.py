@@ -124,8 +124,9 @@ def unpack(packed: list[tuple[Any, ...]]) -> Decoded:
     """What :func:`pack` packed (``written_at`` comes back as its text: only a refusal
     quotes it)."""
     make = Line._make
-    return [make((*x[:6], _moment(x[6]), _day(x[7]), *x[8:])) if len(x) == 13 and
-            type(x[0]) is int else x for x in packed]
+    # a packed line starts with its number; a refusal is a tuple of Problems
+    return [make((*x[:6], _moment(x[6]), _day(x[7]), *x[8:])) if x and type(x[0]) is int
+            else x for x in packed]
 
 
 def decode_batch(batch: list[tuple[int, bytes | str]], zone: tzinfo) -> Decoded:

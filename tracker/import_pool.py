@@ -149,16 +149,19 @@ def _serve(tasks: Connection, results: Connection, zone: tzinfo, parent: int) ->
         gc.collect(1)  # the importer disabled automatic collection; this batch's garbage
 
 
-def decoded(batches: Iterator[Raw], zone: tzinfo, workers: int) -> Iterator[Decoded]:
+def decoded(batches: Iterator[Raw], zone: tzinfo, workers: int | None
+            ) -> Iterator[Decoded]:
     """The decoded ``batches``, in order: the first in-process, the rest by up to
-    ``workers`` forked processes when :func:`can_fork` (else in-process too). A batch is
-    yielded only once the next one was asked for: when the importer takes the last batch,
-    the file has been read to its end."""
+    ``workers`` forked processes (None: :func:`default_workers`) when :func:`can_fork`
+    (else in-process too). A batch is yielded only once the next one was asked for: when
+    the importer takes the last batch, the file has been read to its end."""
     first = next(batches, None)
     if first is None:
         return
     second = next(batches, None)
-    if second is None or workers < 1 or not can_fork():
+    if second is not None and workers is None:
+        workers = default_workers()  # (asked only when there is a second batch)
+    if second is None or not workers or not can_fork():
         yield from _in_process(_chain([first] if second is None else [first, second],
                                       batches), zone)
         return

@@ -120,11 +120,10 @@ def import_lines(lines: Iterable[bytes | str], store: EventStore, *, clock: Cloc
                  known: Known | None = None, workers: int | None = None) -> ImportReport:
     """Check and write every line in one transaction (or nothing). ``known``: see
     :class:`Known`. ``workers``: processes decoding batches beside this one (see
-    :mod:`tracker.import_pool`; ``None``: one per core but this one's, 0: none)."""
+    :mod:`tracker.import_pool`; ``None``: one per core, 0: none)."""
     importer = _Importer(store, clock=clock, protocol=protocol, default_by=default_by,
                          dry_run=dry_run, on_line=on_line, max_line_bytes=max_line_bytes,
-                         known=known,
-                         workers=import_pool.default_workers() if workers is None else workers)
+                         known=known, workers=workers)
     # Automatic collections would walk each batch's objects again and again (a fifth of
     # the import's time); the batch's young objects are collected once, after it instead.
     gc_was_enabled = gc.isenabled()
@@ -142,7 +141,8 @@ def import_lines(lines: Iterable[bytes | str], store: EventStore, *, clock: Cloc
 class _Importer:
     def __init__(self, store: EventStore, *, clock: Clock, protocol: Protocol,
                  default_by: str, dry_run: bool, on_line: Callable[[int], None] | None,
-                 max_line_bytes: int, known: Known | None = None, workers: int = 0) -> None:
+                 max_line_bytes: int, known: Known | None = None,
+                 workers: int | None = None) -> None:
         self.store = store
         self.workers = workers
         #: used by the first batch's check only (outside the transaction)
