@@ -98,13 +98,21 @@ class _Worker:
         task_read.close()
         result_write.close()
         self.raw: Raw | None = None  # the batch in flight (decoded here if the worker fails)
+        self.broken = False  # the last batch could not be sent
 
     def send(self, batch: Raw) -> None:
+        """Hand the worker ``batch``; if it has died meanwhile, :meth:`receive` says so."""
         self.raw = batch
-        self.tasks.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+        try:
+            self.tasks.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+        except OSError:  # its end of the pipe is closed: it is gone (BrokenPipeError)
+            self.broken = True
 
     def receive(self) -> Decoded | None:
         """The decoded batch in flight, or None if the worker failed (then it is stopped)."""
+        if self.broken:
+            self.stop()
+            return None
         try:
             reply = self.results.recv_bytes()
         except (EOFError, OSError):
