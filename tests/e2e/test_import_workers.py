@@ -40,8 +40,23 @@ FORKS = [0]
 os.register_at_fork(before=lambda: FORKS.__setitem__(0, FORKS[0] + 1))  # forks from here
 
 
+#: live children the test found when it began (servers a session fixture started)
+_THERE_BEFORE: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _not_workers() -> None:
+    _THERE_BEFORE.clear()
+    _THERE_BEFORE.update(_live_children())
+
+
 def children() -> set[int]:
-    """This process's live child processes (zombies are not alive)."""
+    """This process's live child processes started since the test began (zombies are not
+    alive): its workers, not another test's servers."""
+    return _live_children() - _THERE_BEFORE
+
+
+def _live_children() -> set[int]:
     return {pid for pid in _children_of(os.getpid()) if _alive(pid)}
 
 
