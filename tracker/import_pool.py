@@ -3,7 +3,7 @@
 An import spends about half its time in the stateless half of each line (validation,
 serialisation, hashing: :mod:`tracker.import_decode`); the other half (the checks against
 the store and the other lines, the hash chain, the writes) stays in the importing process.
-:func:`decoded` hands raw batches to forked workers round-robin, one batch in flight per
+:func:`decoded` hands raw batches to forked workers round-robin, two batches in flight per
 worker, and yields their results in the order of the file, so the importer sees exactly
 what decoding in-process would give it while the next batches are decoded meanwhile.
 
@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import gc
 import os
 import pickle
 import signal
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterator
 from datetime import tzinfo
 from multiprocessing.connection import Connection, Pipe
@@ -46,6 +48,20 @@ Raw = list[tuple[int, bytes | str]]
 #: most workers an import starts (beyond, the importing process's own half is the limit)
 MAX_WORKERS = 4
 _PR_SET_PDEATHSIG = 1
+#: a pipe's buffer, asked for (Linux's default is 64 KiB, and 1 MiB the most an ordinary
+#: user may ask): a 2,000-line batch is about 0.6 MB raw and 0.7 MB decoded, so with the
+#: default a worker waited, its result half-sent, until the importer came back from
+#: writing the previous batch, instead of decoding its next one meanwhile
+PIPE_BYTES = 1 << 20
+#: batches in flight per worker: with one, a worker that had answered sat idle until the
+#: importer, busy writing, took that answer and sent it the next batch
+DEPTH = 2
+
+
+def _widen(conn: Connection) -> None:
+    """Ask for :data:`PIPE_BYTES` of buffer for ``conn``'s pipe (refused: the default)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def default_workers() -> int:
@@ -73,6 +89,8 @@ class _Worker:
     def __init__(self, zone: tzinfo, others: list[_Worker]) -> None:
         task_read, self.tasks = Pipe(duplex=False)
         self.results, result_write = Pipe(duplex=False)
+        _widen(self.tasks)
+        _widen(self.results)
         parent = os.getpid()
         for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
             with contextlib.suppress(ValueError, OSError, AttributeError):
@@ -97,35 +115,40 @@ class _Worker:
         self.pid = pid
         task_read.close()
         result_write.close()
-        self.raw: Raw | None = None  # the batch in flight (decoded here if the worker fails)
-        self.broken = False  # the last batch could not be sent
+        #: batches sent and not answered yet, oldest first (decoded here if it fails)
+        self.inflight: deque[Raw] = deque()
+        self.broken = False  # a batch could not be sent, or it failed: it is stopped
 
     def send(self, batch: Raw) -> None:
         """Hand the worker ``batch``; if it has died meanwhile, :meth:`receive` says so."""
-        self.raw = batch
+        self.inflight.append(batch)
+        if self.broken:
+            return
         try:
             self.tasks.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
         except OSError:  # its end of the pipe is closed: it is gone (BrokenPipeError)
-            self.broken = True
+            self.stop()
 
     def receive(self) -> Decoded | None:
-        """The decoded batch in flight, or None if the worker failed (then it is stopped)."""
+        """The oldest batch in flight, decoded; None if the worker failed (it is stopped
+        then, and the batch is left first in :attr:`inflight`)."""
         if self.broken:
-            self.stop()
             return None
         try:
             reply = self.results.recv_bytes()
         except (EOFError, OSError):
+            reply = b""
+        if not reply:  # gone, or could not decode it (then it says nothing more)
             self.stop()
             return None
-        if not reply:  # the worker could not decode it (it says nothing more): stopped
-            self.stop()
-            return None
-        self.raw = None
+        self.inflight.popleft()
         return unpack(pickle.loads(reply))
 
     def stop(self) -> None:
         """End the worker now (it holds nothing: a batch it was decoding is not needed)."""
+        if self.broken:
+            return
+        self.broken = True
         for conn in (self.tasks, self.results):
             with contextlib.suppress(OSError):
                 conn.close()
@@ -191,18 +214,23 @@ def decoded(batches: Iterator[Raw], zone: tzinfo, workers: int | None
 
 def _ordered(first: Raw, batches: Iterator[Raw], pool: list[_Worker], zone: tzinfo
              ) -> Iterator[Decoded]:
-    """Round-robin over ``pool``: batch *i* goes to worker *i* mod n, and results are taken
-    back in the same order, each worker given its next batch as soon as it answers."""
-    pending: list[_Worker] = []  # workers with a batch in flight, oldest first
-    for worker, batch in zip(pool, batches, strict=False):  # (zip stops at the pool's end
-        worker.send(batch)                                # before taking another batch)
+    """Round-robin over ``pool``: batch *i* goes to worker *i* mod n, :data:`DEPTH` batches
+    in flight per worker, and results are taken back in the same order, each worker given
+    its next batch as soon as it answers one."""
+    pending: deque[_Worker] = deque()  # one entry per batch in flight, in file order
+    for worker in [w for _ in range(DEPTH) for w in pool]:
+        batch = next(batches, None)
+        if batch is None:
+            break
+        worker.send(batch)
         pending.append(worker)
     yield decode_batch(first, zone)  # meanwhile, the workers decode the next ones
     while pending:
-        worker = pending.pop(0)
+        worker = pending.popleft()
         result = worker.receive()
         if result is None:  # it failed: this batch and the rest in-process, in order
-            yield from _in_process(_chain([worker.raw or []], _late(pending, batches)), zone)
+            yield from _in_process(_chain([worker.inflight.popleft()],
+                                          _late(pending, batches)), zone)
             return
         nxt = next(batches, None)
         if nxt is not None:
@@ -230,7 +258,7 @@ def _late(pending: list[_Worker], batches: Iterator[Raw]) -> Iterator[Raw]:
     not), then the rest of the file, raw."""
     for other in pending:
         late = other.receive()
-        yield _Done(late) if late is not None else (other.raw or [])
+        yield _Done(late) if late is not None else other.inflight.popleft()
     yield from batches
 
 
