@@ -253,7 +253,7 @@ def _in_process(items: Iterator[Raw], zone: tzinfo) -> Iterator[Decoded]:
         item = nxt
 
 
-def _late(pending: list[_Worker], batches: Iterator[Raw]) -> Iterator[Raw]:
+def _late(pending: deque[_Worker], batches: Iterator[Raw]) -> Iterator[Raw]:
     """After a worker failed: the other workers' batches (decoded if they answer, raw if
     not), then the rest of the file, raw."""
     for other in pending:
