@@ -164,6 +164,8 @@ class _Importer:
         self._raw_batches = 0  # batches read (decoded, or being decoded)
         self._batches_out = 0  # decoded batches taken by the checks
         self._overlong: Problem | None = None  # the line that stopped the reading
+        #: idempotency key -> content hash of the last batch checked (see _look_up)
+        self._unwritten: dict[str, str] = {}
 
     @property
     def _ended(self) -> bool:
@@ -195,15 +197,14 @@ class _Importer:
             with self.store.transaction() as writer:
                 self._write(writer, pending)
                 del pending
-                # Each batch is written (flushed) and let go before the next one is read:
-                # what this import wrote is visible to the next look-ups, and the young
-                # objects the generator collects after a batch are only the few survivors
-                # (a batch still referenced here made each collection walk all of it).
-                writer.flush()
+                # Each batch's rows are written while the next batch is checked (see
+                # _check), and every batch is let go before the next one is read: the
+                # young objects the generator collects after a batch are only the few
+                # survivors (a batch still referenced here made each collection walk all
+                # of it). The last batch's rows are written as the transaction commits.
                 for batch in batches:
-                    self._write(writer, self._check(batch, writer.conn))
+                    self._write(writer, self._check(batch, writer))
                     del batch
-                    writer.flush()
                 if self.problems:
                     self._refuse()
                 if self.report.dry_run:
@@ -277,42 +278,78 @@ class _Importer:
                 gc.collect(1)
 
     # ----------------------------------------------------------------- checking
-    def _check(self, batch: list[Line], conn: Connection | None
+    def _check(self, batch: list[Line], writer: Writer | None
                ) -> dict[str, list[PreparedEvent]]:
-        """Check a batch against the store (through ``conn``, the import's transaction,
-        once it is open) and what came before; returns the events to write, by stream."""
+        """Check a batch against the store and what came before; returns the events to
+        write, by stream. ``writer`` None: the first batch, checked before the write
+        transaction begins. Inside it, the previous batch's rows are written behind (on
+        PostgreSQL, in a thread: see ``Writer.flush``) once this batch's look-ups are
+        done, while its lines are checked: the database takes in one batch while this
+        process checks the next."""
+        stored_keys = self._look_up(batch, writer)
+        if writer is not None:
+            writer.flush(behind=True)
+        pending = self._check_lines(batch, stored_keys)
+        return pending
+
+    def _look_up(self, batch: list[Line], writer: Writer | None) -> dict[str, str]:
+        """What the batch's checks need from the store: the versions of the streams this
+        import has not met yet, the stored content hash of each idempotency key (returned),
+        the targets of voids and corrections.
+
+        Inside the transaction the previous batch is not written yet when these run, and
+        nothing of it needs to be: its streams are met already, and a void or correction
+        can only target an event stored before the import (each line's event id is made
+        here: no line can name an event of the same file). Its idempotency keys are taken
+        from memory (:attr:`_unwritten`)."""
         store = self.store
         known, self.known = self.known, None
-        if conn is not None:
+        streams = {m.patient for m in batch}
+        if writer is not None:
+            # one query for the heads this transaction has not read, with the versions
+            writer.prefetch_heads(streams)
+            self.versions.update({p: writer.heads[p].version
+                                  for p in streams - self.versions.keys()})
+            conn: Connection | None = writer.conn
             known = None  # inside the transaction every look-up is its own
-        unknown = {m.patient for m in batch} - self.versions.keys()
-        if known is not None:
-            self.versions.update({p: known.versions[p] for p in unknown
-                                  if p in known.versions})
-            unknown -= known.versions.keys()
-        found = store.stream_versions(unknown, conn=conn) if unknown else {}
-        self.versions.update({p: found.get(p, 0) for p in unknown})
+        else:
+            conn = None
+            unknown = streams - self.versions.keys()
+            if known is not None:
+                self.versions.update({p: known.versions[p] for p in unknown
+                                      if p in known.versions})
+                unknown -= known.versions.keys()
+            found = store.stream_versions(unknown) if unknown else {}
+            self.versions.update({p: found.get(p, 0) for p in unknown})
         keys = [m.idempotency_key for m in batch if m.idempotency_key]
-        stored_keys: dict[str, tuple[str, str, str]] = {}
+        stored_keys: dict[str, str] = {}
         if known is not None:
-            stored_keys = {k: known.keys[k] for k in keys if k in known.keys}
+            stored_keys = {k: known.keys[k][0] for k in keys if k in known.keys}
             keys = [k for k in keys if k not in known.looked_up]
         if keys:
-            stored_keys |= store.find_idempotency_keys(keys, conn=conn)
+            stored_keys |= {k: v[0] for k, v in
+                            store.find_idempotency_keys(keys, conn=conn).items()}
+            unwritten = self._unwritten
+            stored_keys |= {k: unwritten[k] for k in keys if k in unwritten}
         self.targets.load(store, (m.target.target_event_id for m in batch
                                   if m.target is not None), conn)
+        return stored_keys
+
+    def _check_lines(self, batch: list[Line], stored_keys: dict[str, str]
+                     ) -> dict[str, list[PreparedEvent]]:
         batch_keys: dict[str, str] = {}
         pending: dict[str, list[PreparedEvent]] = {}
         for m in batch:
             event = self._check_line(m, stored_keys, batch_keys, pending)
             if event is not None:
                 pending.setdefault(m.patient, []).append(event)
+        self._unwritten = batch_keys  # written with this batch, looked up with the next
         return pending
 
     def _enrolled(self, patient: str, pending: dict[str, list[PreparedEvent]]) -> bool:
         return self.versions.get(patient, 0) > 0 or bool(pending.get(patient))
 
-    def _check_line(self, m: Line, stored_keys: dict[str, tuple[str, str, str]],
+    def _check_line(self, m: Line, stored_keys: dict[str, str],
                     batch_keys: dict[str, str], pending: dict[str, list[PreparedEvent]]
                     ) -> PreparedEvent | None:
         number = m.number
@@ -331,8 +368,8 @@ class _Importer:
             problems.extend(check_target(number, m.patient, m.target, self.targets))
         key_hash = m.content_hash
         if m.idempotency_key:
-            earlier = stored_keys.get(m.idempotency_key)
-            earlier_hash = earlier[0] if earlier else batch_keys.get(m.idempotency_key)
+            earlier_hash = (stored_keys.get(m.idempotency_key)
+                            or batch_keys.get(m.idempotency_key))
             if earlier_hash is not None:
                 if earlier_hash == key_hash:
                     self.report.duplicates += 1

@@ -107,6 +107,26 @@ def test_checks_span_batches(db_url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("small_batches")
+@pytest.mark.parametrize("before", [0, 2], ids=["first-and-second", "inside-the-transaction"])
+def test_a_key_of_the_batch_just_before_is_known(db_url: str, tmp_path: Path,
+                                                 before: int) -> None:
+    """A batch is looked up before the one just before it is written (that one is written
+    while this one is checked): its keys come from memory. Lines 2 + before and
+    3 + before sit in two adjacent batches of two lines."""
+    early = [visit(10 + i) for i in range(before)]
+    same = [ENROL, *early, visit(1, "k1"), visit(1, "k1"), visit(2)]
+    ok = run(db_url, tmp_path, *same)
+    assert ok.exit_code == 0, ok.output
+    assert f"wrote {3 + before} event(s) for 1 patient(s), skipped 1 duplicate(s)" in ok.output
+    other = [ENROL, *early, visit(1, "k2"), visit(1, "k2", pain=False)]
+    refused = run(db_url, tmp_path, *other)
+    assert refused.exit_code == 2, refused.output
+    assert (f"line {3 + before}: idempotency_key: 'k2' was already used for different "
+            "content") in refused.output
+    assert count(db_url) == 3 + before
+
+
+@pytest.mark.usefixtures("small_batches")
 def test_dry_run_over_many_batches_writes_nothing(db_url: str, tmp_path: Path) -> None:
     result = run(db_url, tmp_path, ENROL, *(visit(d) for d in range(1, 8)),
                  args=("--dry-run",))
@@ -161,6 +181,14 @@ def _feed(pipe: IO[bytes], data: bytes) -> None:
         pipe.flush()
 
 
+#: patients in a file for :func:`start_fed_import` big enough that the import writes
+#: several batches before it waits for the rest: it reads about six batches ahead of its
+#: writes (four being decoded, one read ahead, one written while the next is checked), and
+#: SQLite keeps a transaction's first 2 MB in its page cache, not in the WAL `_writing`
+#: watches
+FED_PATIENTS = 600
+
+
 def start_fed_import(big: Path, env: dict[str, str]
                      ) -> tuple[subprocess.Popen[bytes], threading.Thread]:
     """``cno-tracker import -`` fed the first two thirds of ``big`` through a pipe that is
@@ -179,7 +207,7 @@ def start_fed_import(big: Path, env: dict[str, str]
 
 
 def test_kill_9_mid_import_leaves_nothing(db_url: str, tmp_path: Path) -> None:
-    big = cohort_file(tmp_path / "big.jsonl", 300)
+    big = cohort_file(tmp_path / "big.jsonl", FED_PATIENTS)
     assert run(db_url, tmp_path, ENROL).exit_code == 0
     env = {**os.environ, "CNO_TRACKER_DATABASE_URL": db_url}
     proc, feeder = start_fed_import(big, env)

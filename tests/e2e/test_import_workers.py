@@ -21,7 +21,12 @@ from click.testing import CliRunner
 from events.store import EventStore
 from events.store.engine import make_engine
 from tests.conftest import create_pg_database, drop_pg_database
-from tests.e2e.test_import_bounded import _writing, cohort_file, start_fed_import
+from tests.e2e.test_import_bounded import (
+    FED_PATIENTS,
+    _writing,
+    cohort_file,
+    start_fed_import,
+)
 from tests.support.events import line
 from tests.support.processes import wait_until
 from tracker import importing
@@ -304,8 +309,7 @@ def _cli_children(pid: int) -> set[int]:
 
 def test_kill_9_of_the_importer_takes_its_workers_with_it(db_url: str,
                                                           tmp_path: Path) -> None:
-    big = cohort_file(tmp_path / "big.jsonl", 300)
-    assert big.read_bytes().count(b"\n") * 2 // 3 > 3 * 2000  # batches enough to fork
+    big = cohort_file(tmp_path / "big.jsonl", FED_PATIENTS)
     env = {**os.environ, "CNO_TRACKER_DATABASE_URL": db_url,
            "CNO_TRACKER_IMPORT_WORKERS": "2"}
     proc, _feeder = start_fed_import(big, env)
