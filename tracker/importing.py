@@ -164,8 +164,6 @@ class _Importer:
         self._raw_batches = 0  # batches read (decoded, or being decoded)
         self._batches_out = 0  # decoded batches taken by the checks
         self._overlong: Problem | None = None  # the line that stopped the reading
-        #: idempotency key -> content hash of the last batch checked (see _look_up)
-        self._unwritten: dict[str, str] = {}
 
     @property
     def _ended(self) -> bool:
@@ -197,7 +195,7 @@ class _Importer:
             with self.store.transaction() as writer:
                 self._write(writer, pending)
                 del pending
-                # Each batch's rows are written while the next batch is checked (see
+                # Each batch's rows are written before the next batch is looked up (see
                 # _check), and every batch is let go before the next one is read: the
                 # young objects the generator collects after a batch are only the few
                 # survivors (a batch still referenced here made each collection walk all
@@ -282,26 +280,19 @@ class _Importer:
                ) -> dict[str, list[PreparedEvent]]:
         """Check a batch against the store and what came before; returns the events to
         write, by stream. ``writer`` None: the first batch, checked before the write
-        transaction begins. Inside it, the previous batch's rows are written behind (on
-        PostgreSQL, in a thread: see ``Writer.flush``) once this batch's look-ups are
-        done, while its lines are checked: the database takes in one batch while this
-        process checks the next."""
-        stored_keys = self._look_up(batch, writer)
+        transaction begins. Inside it, the previous batch's rows are written first, so
+        the look-ups see everything this import wrote. (Writing them in a thread while this
+        batch was checked was tried, and measured slower: the thread formatting rows and
+        this one checking lines took turns at the interpreter lock.)"""
         if writer is not None:
-            writer.flush(behind=True)
-        pending = self._check_lines(batch, stored_keys)
-        return pending
+            writer.flush()
+        return self._check_lines(batch, self._look_up(batch, writer))
 
     def _look_up(self, batch: list[Line], writer: Writer | None) -> dict[str, str]:
         """What the batch's checks need from the store: the versions of the streams this
-        import has not met yet, the stored content hash of each idempotency key (returned),
-        the targets of voids and corrections.
-
-        Inside the transaction the previous batch is not written yet when these run, and
-        nothing of it needs to be: its streams are met already, and a void or correction
-        can only target an event stored before the import (each line's event id is made
-        here: no line can name an event of the same file). Its idempotency keys are taken
-        from memory (:attr:`_unwritten`)."""
+        import has not met yet (inside the transaction, read with their heads in one
+        query), the stored content hash of each idempotency key (returned), the targets of
+        voids and corrections."""
         store = self.store
         known, self.known = self.known, None
         streams = {m.patient for m in batch}
@@ -329,8 +320,6 @@ class _Importer:
         if keys:
             stored_keys |= {k: v[0] for k, v in
                             store.find_idempotency_keys(keys, conn=conn).items()}
-            unwritten = self._unwritten
-            stored_keys |= {k: unwritten[k] for k in keys if k in unwritten}
         self.targets.load(store, (m.target.target_event_id for m in batch
                                   if m.target is not None), conn)
         return stored_keys
@@ -343,7 +332,6 @@ class _Importer:
             event = self._check_line(m, stored_keys, batch_keys, pending)
             if event is not None:
                 pending.setdefault(m.patient, []).append(event)
-        self._unwritten = batch_keys  # written with this batch, looked up with the next
         return pending
 
     def _enrolled(self, patient: str, pending: dict[str, list[PreparedEvent]]) -> bool:

@@ -82,7 +82,6 @@ def _utc(moment: datetime) -> datetime:
 class PostgresRecorder(Recorder):
     dialect = "postgresql"
     concurrent_writers = True
-    background_bulk = True
     tx_expression = literal_column("pg_current_xact_id()::text::bigint")
 
     def lock_rows(self, query: Select[Any]) -> Select[Any]:

@@ -13,8 +13,6 @@ capability instead of asking which database they are on:
   executemany), skipping per-row statement processing;
 - :attr:`Recorder.concurrent_writers` whether several processes may write at once (and
   so fold, claim and lock in parallel);
-- :attr:`Recorder.background_bulk` whether a bulk insert may run in a thread of its own
-  while the caller goes on (see :meth:`events.store.writing.Writer.flush`);
 - :meth:`Recorder.refusal` an integrity error mapped, by the violated constraint's name,
   to :class:`ConcurrencyConflict` / :class:`DuplicateIdempotencyKey`.
 
@@ -58,11 +56,6 @@ class Recorder(ABC):
     dialect: str
     #: several processes may write at once (row locks, parallel folding, many workers)
     concurrent_writers: bool
-    #: a bulk insert may run in another thread while the transaction's owner works (the
-    #: driver serialises every use of the connection behind it: psycopg's connection
-    #: lock, held for a whole COPY). Not SQLite: a rollback between two rows of an
-    #: executemany would let the rest begin a transaction of their own.
-    background_bulk: bool = False
     #: the SQL expression of the writing transaction's id (see sql.py's module doc)
     tx_expression: ColumnClause[Any]
 

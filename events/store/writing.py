@@ -3,8 +3,6 @@ transaction (bulk rows go through the recorder's fast path: COPY, executemany)."
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -77,49 +75,11 @@ def recorded_events(rows: list[dict[str, Any]], keys: Sequence[Any]) -> list[Rec
         for row, key in zip(rows, keys, strict=True)]
 
 
-class _Behind(threading.Thread):
-    """One bulk insert running beside its caller; :meth:`settle` waits and re-raises."""
-
-    def __init__(self, recorder: Recorder, conn: Connection,
-                 rows: list[dict[str, Any]]) -> None:
-        super().__init__(name="cno-bulk-insert", daemon=True)
-        self.recorder, self.conn, self.rows = recorder, conn, rows
-        self.error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.recorder.bulk_insert(self.conn, self.rows)
-        except BaseException as exc:  # handed to the transaction's own thread
-            self.error = exc
-        finally:
-            del self.rows
-
-    def settle(self) -> None:
-        """Wait for the insert to end, even through Ctrl-C (the transaction must not be
-        rolled back under a statement still running), then raise what it raised."""
-        interrupted: KeyboardInterrupt | None = None
-        while self.is_alive():
-            try:
-                self.join()
-            except KeyboardInterrupt as exc:
-                interrupted = exc
-        if interrupted is not None:
-            raise interrupted
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-
-
 class Writer:
     """Appends inside one transaction (see :meth:`EventStore.transaction`).
 
     Heads come from the database through this transaction's connection, so what another
-    process appended is always seen; the heads this transaction moved are kept here.
-
-    Bulk rows may be written *behind* (:meth:`flush`): then every use of the connection
-    waits for that write first, so statements on it still run one at a time and in
-    order."""
+    process appended is always seen; the heads this transaction moved are kept here."""
 
     def __init__(self, recorder: Recorder, conn: Connection) -> None:
         self.recorder = recorder
@@ -128,48 +88,21 @@ class Writer:
         #: events appended through this writer (the store analyses after large ones)
         self.written = 0
         self._bulk: list[dict[str, Any]] = []
-        self._behind: _Behind | None = None
 
-    def flush(self, *, behind: bool = False) -> None:
-        """Write the buffered bulk rows (done before the transaction commits).
-
-        ``behind``: where the database allows it (``Recorder.background_bulk``), in a
-        thread while the caller goes on with work that does not need the connection (an
-        importer checking its next batch while PostgreSQL takes in the last one); the
-        next use of the connection, or :meth:`settle`, waits for it and raises its error."""
-        self.settle()
-        if not self._bulk:
-            return
-        rows, self._bulk = self._bulk, []
-        if behind and self.recorder.background_bulk:
-            self._behind = _Behind(self.recorder, self.conn, rows)
-        else:
+    def flush(self) -> None:
+        """Write the buffered bulk rows (done before the transaction commits)."""
+        if self._bulk:
+            rows, self._bulk = self._bulk, []
             self.recorder.bulk_insert(self.conn, rows)
-
-    def settle(self) -> None:
-        """Wait for a write running behind (see :meth:`flush`), raising its error."""
-        behind, self._behind = self._behind, None
-        if behind is not None:
-            behind.settle()
-
-    def abandon(self) -> None:
-        """Wait for a write running behind and drop its outcome: the transaction is being
-        rolled back for another reason, which is the one to report."""
-        with contextlib.suppress(Exception):  # rolled back anyway: the first error stands
-            self.settle()
 
     def head(self, stream: str) -> Head:
         if stream not in self.heads:  # read once: a later append checks against it
-            self.settle()
             self.heads[stream] = self.recorder.head(self.conn, stream)
         return self.heads[stream]
 
     def prefetch_heads(self, streams: Iterable[str]) -> None:
         """Read the heads of many streams in a few queries (imports touch hundreds)."""
         names = set(streams) - self.heads.keys()
-        if not names:
-            return
-        self.settle()
         found = self.recorder.heads(self.conn, names)
         self.heads.update({s: found.get(s, Head(0, GENESIS)) for s in names})
 
@@ -190,7 +123,6 @@ class Writer:
             if len(self._bulk) >= BULK_ROWS:
                 self.flush()
             return []
-        self.settle()
         try:
             keys = self.conn.execute(self.recorder.insert_returning, rows).all()
         except IntegrityError as exc:

@@ -110,9 +110,9 @@ def test_checks_span_batches(db_url: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("before", [0, 2], ids=["first-and-second", "inside-the-transaction"])
 def test_a_key_of_the_batch_just_before_is_known(db_url: str, tmp_path: Path,
                                                  before: int) -> None:
-    """A batch is looked up before the one just before it is written (that one is written
-    while this one is checked): its keys come from memory. Lines 2 + before and
-    3 + before sit in two adjacent batches of two lines."""
+    """A key reused in the very next batch (lines 2 + before and 3 + before sit in two
+    adjacent batches of two lines): the first of them outside the transaction, or both
+    inside it."""
     early = [visit(10 + i) for i in range(before)]
     same = [ENROL, *early, visit(1, "k1"), visit(1, "k1"), visit(2)]
     ok = run(db_url, tmp_path, *same)
@@ -183,7 +183,7 @@ def _feed(pipe: IO[bytes], data: bytes) -> None:
 
 #: patients in a file for :func:`start_fed_import` big enough that the import writes
 #: several batches before it waits for the rest: it reads about six batches ahead of its
-#: writes (four being decoded, one read ahead, one written while the next is checked), and
+#: writes (four being decoded, one read ahead, one written once the next is decoded), and
 #: SQLite keeps a transaction's first 2 MB in its page cache, not in the WAL `_writing`
 #: watches
 FED_PATIENTS = 600
