@@ -286,10 +286,7 @@ class _Importer:
         this one checking lines took turns at the interpreter lock.)"""
         if writer is not None:
             writer.flush()
-        stored_keys = self._look_up(batch, writer)
-        if writer is not None:
-            writer.open_stream()
-        return self._check_lines(batch, stored_keys)
+        return self._check_lines(batch, self._look_up(batch, writer))
 
     def _look_up(self, batch: list[Line], writer: Writer | None) -> dict[str, str]:
         """What the batch's checks need from the store: the versions of the streams this

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 from sqlalchemy import (
@@ -185,9 +185,6 @@ class PostgresRecorder(Recorder):
             # psycopg's own error: COPY bypasses SQLAlchemy's exception wrapping
             raise self.refusal(exc, rows[0]["stream"], rows[0]["version"] - 1, rows) from None
 
-    def open_stream(self, conn: Connection) -> CopyStream:
-        return CopyStream(self, conn)
-
     def recorded(self, r: Sequence[Any]) -> RecordedEvent:
         return recorded_event((r[0], r[1], r[2], r[3], r[4], r[5], r[6], _utc(r[7]), r[8],
                                _utc(r[9]), r[10], r[11], r[12], r[13]))
@@ -197,49 +194,3 @@ class PostgresRecorder(Recorder):
         diag = getattr(orig, "diag", None)
         name = getattr(diag, "constraint_name", None)
         return name if isinstance(name, str) else None
-
-
-class CopyStream:
-    """One COPY left open inside the caller's transaction: rows go to the server as they
-    are made, and PostgreSQL takes them in on its own core while the caller goes on (with
-    work that does not need the connection). :meth:`close` ends it and waits for the
-    server; a refusal is raised there (or by a write, if the server refused already)."""
-
-    def __init__(self, recorder: PostgresRecorder, conn: Connection) -> None:
-        self.recorder = recorder
-        self.tx = int(conn.execute(select(recorder.tx_expression)).scalar_one())
-        raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
-        self._stack = ExitStack()
-        cur = self._stack.enter_context(raw.cursor())
-        self._copy = self._stack.enter_context(cur.copy(_COPY))
-        self._copy.set_types(_COPY_TYPES)
-        self._first: dict[str, Any] | None = None  # a refusal names the first row's stream
-        self._keyed: dict[str, Any] | None = None  # and the first idempotency key
-
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        if self._first is None and rows:
-            self._first = rows[0]
-        if self._keyed is None:
-            self._keyed = next((r for r in rows if r["idempotency_key"]), None)
-        write, tx = self._copy.write_row, self.tx
-        try:
-            for r in rows:
-                write((tx, *_VALUES(r)))
-        except psycopg.errors.IntegrityError as exc:
-            self._stack.close()
-            raise self._refusal(exc) from None
-
-    def close(self, failure: BaseException | None = None) -> None:
-        """End the COPY: with ``failure``, abort it (the transaction is rolled back)."""
-        try:
-            if failure is None:
-                self._stack.close()
-            else:
-                self._stack.__exit__(type(failure), failure, failure.__traceback__)
-        except psycopg.errors.IntegrityError as exc:
-            raise self._refusal(exc) from None
-
-    def _refusal(self, exc: BaseException) -> Exception:
-        first = self._first or {"stream": "?", "version": 1}
-        rows = [r for r in (self._keyed, first) if r is not None]
-        return self.recorder.refusal(exc, first["stream"], first["version"] - 1, rows)

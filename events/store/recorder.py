@@ -131,12 +131,6 @@ class Recorder(ABC):
         """Refresh the planner's statistics after a bulk load (where there is a planner
         that needs it); nothing by default."""
 
-    def open_stream(self, conn: Connection) -> Any:
-        """A bulk insert left open in ``conn``'s transaction (``write(rows)``,
-        ``close(failure=None)``), or None where the database offers none: see
-        :meth:`events.store.writing.Writer.open_stream`."""
-        return None
-
     @abstractmethod
     def recorded(self, row: Sequence[Any]) -> RecordedEvent:
         """The event of a row of the events table's columns in ``RecordedEvent``'s order

@@ -3,7 +3,6 @@ transaction (bulk rows go through the recorder's fast path: COPY, executemany)."
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -89,49 +88,21 @@ class Writer:
         #: events appended through this writer (the store analyses after large ones)
         self.written = 0
         self._bulk: list[dict[str, Any]] = []
-        self._stream: Any = None  # an open bulk insert (see open_stream)
-
-    def open_stream(self) -> None:
-        """From now on, rows appended with ``returning=False`` go to the database as they
-        are made (PostgreSQL: into one open COPY, which the server takes in on its own core
-        while this process goes on), until the next use of the connection closes the
-        stream. Where the database offers no stream, they are buffered as usual."""
-        self.flush()
-        self._stream = self.recorder.open_stream(self.conn)
 
     def flush(self) -> None:
-        """Write the buffered bulk rows and end an open stream (done before the
-        transaction commits)."""
-        self._close_stream()
+        """Write the buffered bulk rows (done before the transaction commits)."""
         if self._bulk:
             rows, self._bulk = self._bulk, []
             self.recorder.bulk_insert(self.conn, rows)
 
-    def _close_stream(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.close()
-
-    def abandon(self, failure: BaseException) -> None:
-        """The transaction is rolled back for ``failure``: abort an open stream so the
-        connection can roll back (a refusal it reports is not the error to raise)."""
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.close(failure)
-
     def head(self, stream: str) -> Head:
         if stream not in self.heads:  # read once: a later append checks against it
-            self._close_stream()
             self.heads[stream] = self.recorder.head(self.conn, stream)
         return self.heads[stream]
 
     def prefetch_heads(self, streams: Iterable[str]) -> None:
         """Read the heads of many streams in a few queries (imports touch hundreds)."""
         names = set(streams) - self.heads.keys()
-        if not names:
-            return
-        self._close_stream()
         found = self.recorder.heads(self.conn, names)
         self.heads.update({s: found.get(s, Head(0, GENESIS)) for s in names})
 
@@ -148,14 +119,10 @@ class Writer:
         self.written += len(rows)
         if not returning:
             self.heads[stream] = Head(rows[-1]["version"], rows[-1]["hash"])
-            if self._stream is not None:
-                self._stream.write(rows)
-                return []
             self._bulk.extend(rows)
             if len(self._bulk) >= BULK_ROWS:
                 self.flush()
             return []
-        self._close_stream()
         try:
             keys = self.conn.execute(self.recorder.insert_returning, rows).all()
         except IntegrityError as exc:
