@@ -19,6 +19,7 @@ dropped at the end.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import os
 import random
@@ -572,6 +573,8 @@ class Options:
     generator: str
     diagnostics: bool
     traced: bool
+    #: each read is timed this many times, the systems taking turns; the fastest is kept
+    read_rounds: int = 3
     #: which sections run (all by default): append, writers, import, read
     sections: frozenset[str] = frozenset(("append", "writers", "import", "read"))
 
@@ -630,11 +633,27 @@ def _run_reads(backend: str, opts: Options, dbs: Databases, results: list[Result
             fill_ours(ours_url, items)
             fill_es(es_url, items)
             have += len(items)
-        _log(f"{backend}: reading {size} events")
+        _log(f"{backend}: reading {size} events ({opts.read_rounds} alternating rounds)")
         kinds = ["ours", "ours-rows", ES] if opts.diagnostics else ["ours", ES]
-        for kind in kinds:
-            results.append(bench_read(backend, kind, es_url if kind == ES else ours_url,
-                                      have, opts.traced and kind != "ours-rows"))
+        best: dict[str, Result] = {}
+        for round_ in range(opts.read_rounds):
+            for kind in kinds:
+                url = es_url if kind == ES else ours_url
+                traced = opts.traced and kind != "ours-rows" and round_ == 0
+                best[kind] = _faster(best.get(kind),
+                                     bench_read(backend, kind, url, have, traced))
+        results.extend(best[kind] for kind in kinds)
+
+
+def _faster(kept: Result | None, new: Result) -> Result:
+    """The faster of two rounds of one read, keeping the first round's memory figures
+    (only the first round runs under tracemalloc). The rounds alternate between the
+    systems, so a busy spell on the shared machine falls on each of them alike."""
+    if kept is None:
+        return new
+    if new.seconds >= kept.seconds:
+        return kept
+    return dataclasses.replace(new, note=kept.note, extra=kept.extra)
 
 
 # ---------------------------------------------------------------------------- report
@@ -726,6 +745,9 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--per-writer", type=int, help="events per writer (default appends/writers)")
     p.add_argument("--import-events", type=int, help="lines in the import file (default 50000)")
     p.add_argument("--read-sizes", help="comma-separated log sizes (default 50000,200000)")
+    p.add_argument("--read-rounds", type=int,
+                   help="times each read is timed, the systems taking turns; the fastest "
+                        "is kept (default 3, --quick 1)")
     p.add_argument("--generator", choices=("cohort", "simple"), default="cohort",
                    help="tracker.synthetic.generate_cohort, or the bench's own simple lines")
     p.add_argument("--no-diagnostics", action="store_true",
@@ -741,6 +763,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     unknown = sections - {"append", "writers", "import", "read"}
     if unknown:
         p.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    if a.read_rounds is not None and a.read_rounds < 1:
+        p.error("--read-rounds must be at least 1")
     appends = a.appends or (300 if a.quick else 3000)
     sizes = ([int(s) for s in a.read_sizes.split(",")] if a.read_sizes
              else [5000, 20000] if a.quick else [50_000, 200_000])
@@ -749,7 +773,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         pg_url=a.pg_url, appends=appends, writers=a.writers,
         per_writer=a.per_writer or max(1, appends // max(1, a.writers)),
         import_events=a.import_events or (5000 if a.quick else 50_000),
-        read_sizes=sizes, generator=a.generator, diagnostics=not a.no_diagnostics,
+        read_sizes=sizes, read_rounds=a.read_rounds or (1 if a.quick else 3),
+        generator=a.generator, diagnostics=not a.no_diagnostics,
         traced=not a.no_tracemalloc, sections=sections), a
 
 
