@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.store import Result, _faster, parse_args
+from bench.store_options import Result, faster, parse_args
 
 
 def _read(seconds: float, note: str, peak: float) -> Result:
@@ -14,17 +14,17 @@ def _read(seconds: float, note: str, peak: float) -> Result:
 
 def test_the_first_round_is_kept_when_nothing_came_before() -> None:
     first = _read(1.0, "traced", 3.7)
-    assert _faster(None, first) is first
+    assert faster(None, first) is first
 
 
 def test_a_slower_round_changes_nothing() -> None:
     first = _read(1.0, "traced", 3.7)
-    assert _faster(first, _read(1.2, "untraced", -1.0)) is first
-    assert _faster(first, _read(1.0, "untraced", -1.0)) is first  # a tie keeps the first
+    assert faster(first, _read(1.2, "untraced", -1.0)) is first
+    assert faster(first, _read(1.0, "untraced", -1.0)) is first  # a tie keeps the first
 
 
 def test_a_faster_round_gives_its_time_and_keeps_the_first_rounds_memory() -> None:
-    kept = _faster(_read(1.0, "traced", 3.7), _read(0.8, "untraced", -1.0))
+    kept = faster(_read(1.0, "traced", 3.7), _read(0.8, "untraced", -1.0))
     assert kept.seconds == 0.8
     assert (kept.note, kept.extra) == ("traced", {"tracemalloc_mib": 3.7})
 
