@@ -8,7 +8,6 @@ until the worker has told the roster owner about the latest change.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +17,7 @@ from sqlalchemy import Connection, select, update
 
 from alerts.tables import sms_opt_outs as O
 from events.envelope import NewEvent
+from events.ids import new_event_id
 from events.store import EventStore, stream_name
 from events.store.writing import Writer
 from events.vocabulary import EventData, SmsOptedIn, SmsOptedOut
@@ -35,7 +35,7 @@ def append_staff(store: EventStore, writer: Writer, staff_id: str, data: Sequenc
     stream = staff_stream(staff_id)
     head = writer.head(stream)
     writer.append(stream, head.version, [NewEvent(
-        event_id=str(uuid.uuid4()), type=type(d).__name__, data=d, occurred_at=now,
+        event_id=new_event_id(), type=type(d).__name__, data=d, occurred_at=now,
         occurred_on=now.astimezone(zone).date(), recorded_at=now, recorded_by=by)
         for d in data], returning=False)
 

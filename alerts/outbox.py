@@ -35,6 +35,7 @@ from alerts.tables import alerts as A
 from alerts.tables import deliveries as D
 from alerts.vocabulary import AlertStatus, DeliveryMode, DeliveryStatus
 from events.envelope import NewEvent
+from events.ids import new_event_id
 from events.store import ALERT, EventStore, stream_name
 from events.store.writing import Writer
 from events.vocabulary import (
@@ -163,7 +164,7 @@ class Outbox:
 
     def new_event(self, data: EventData, now: datetime, by: str,
                   idempotency_key: str | None = None) -> NewEvent:
-        return NewEvent(event_id=str(uuid.uuid4()), type=type(data).__name__, data=data,
+        return NewEvent(event_id=new_event_id(), type=type(data).__name__, data=data,
                         occurred_at=now, occurred_on=now.astimezone(self.zone).date(),
                         recorded_at=now, recorded_by=by, idempotency_key=idempotency_key)
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +38,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from events.envelope import NewEvent
 from events.errors import ConcurrencyConflict
+from events.ids import new_event_id
 from events.store import EventStore
 from events.vocabulary import (
     AccountCreated,
@@ -378,6 +378,6 @@ class Accounts:
 
     @staticmethod
     def _event(data: EventData, now: datetime, by: str) -> NewEvent:
-        return NewEvent(event_id=str(uuid.uuid4()), type=type(data).__name__, data=data,
+        return NewEvent(event_id=new_event_id(), type=type(data).__name__, data=data,
                         occurred_at=now, occurred_on=now.date(), recorded_at=now,
                         recorded_by=by)

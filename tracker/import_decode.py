@@ -9,44 +9,15 @@ with the importer. Being pure, this half can run in worker processes
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, date, datetime, time, tzinfo
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 from events.envelope import canonical_json, content_hash, dump_data
 from events.errors import InvalidEvent, Problem
+from events.ids import new_event_id
 from events.lines import decode_line
 from events.vocabulary import EntryCorrected, EntryVoided
-
-#: random bytes are drawn for this many event ids at a time (one system call, not one each)
-_IDS_PER_DRAW = 1024
-#: the variant nibble of an RFC 4122 UUID (binary 10xx) from a random hex digit
-_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
-_random_hex: list[str] = []  # 32 hex digits an id, drawn but not used yet
-
-
-def _forget_drawn() -> None:
-    _random_hex.clear()
-
-
-# a forked child (a worker process) must never hand out the ids its parent drew
-os.register_at_fork(after_in_child=_forget_drawn)
-
-
-def new_event_id() -> str:
-    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` writes it, without
-    building a ``UUID`` object per event (an import makes one per line). The random bits
-    come from ``os.urandom`` like ``uuid4``'s, drawn for :data:`_IDS_PER_DRAW` ids at once."""
-    try:
-        h = _random_hex.pop()  # atomic: threads never share an id, nor see a half list
-    except IndexError:
-        drawn = os.urandom(16 * _IDS_PER_DRAW).hex()
-        h = drawn[:32]
-        _random_hex.extend(drawn[i:i + 32] for i in range(32, len(drawn), 32))
-    # the version nibble is 4, the variant's two high bits 10: what uuid4 sets
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
-
 
 #: the types whose target event the import checks (one union object, made once)
 TARGETED = EntryVoided | EntryCorrected

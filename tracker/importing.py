@@ -26,13 +26,14 @@ from sqlalchemy import Connection
 
 from events.envelope import PreparedEvent
 from events.errors import ConcurrencyConflict, DuplicateIdempotencyKey, Problem
+from events.ids import new_event_id
 from events.store import EventStore
 from events.store.writing import Writer
 from tracker import import_pool
 from tracker.clock import Clock
 from tracker.corrections import Targets, check_target
 from tracker.errors import ImportRefused
-from tracker.import_decode import Line, instant, new_event_id
+from tracker.import_decode import Line, instant
 from tracker.protocol import Protocol
 
 __all__ = ["ConcurrentImport", "ImportReport", "Known", "bounded_lines", "import_lines",

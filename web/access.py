@@ -9,7 +9,6 @@ is the access events whose canonical JSON names that patient (sorted keys, no sp
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +17,7 @@ from sqlalchemy import Select, select
 
 from events.envelope import NewEvent, decode_data
 from events.errors import ConcurrencyConflict
+from events.ids import new_event_id
 from events.store import EventStore
 from events.store.tables import events as T
 from events.vocabulary import RecordAccessed
@@ -52,7 +52,7 @@ class AccessLog:
                               target=target[:200] if target else None)
         stream = stream_of(user)
         now = self.clock.now()
-        event = NewEvent(event_id=str(uuid.uuid4()), type="RecordAccessed", data=data,
+        event = NewEvent(event_id=new_event_id(), type="RecordAccessed", data=data,
                          occurred_at=now, occurred_on=now.date(), recorded_at=now,
                          recorded_by=user)
         # the store's hint (the head its last commit on this stream left): the access goes

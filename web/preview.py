@@ -7,7 +7,6 @@ correct (what stops counting, what changes)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -16,6 +15,7 @@ from typing import Any
 import orjson
 
 from events.envelope import RecordedEvent, canonical_json
+from events.ids import new_event_id
 from tracker.bootstrap import App
 from tracker.status import Evaluation, evaluate
 
@@ -38,7 +38,7 @@ def hypothetical(ref: str, events: Sequence[RecordedEvent], event_type: str,
     last = events[-1] if events else None
     return RecordedEvent(
         position=(last.position if last else 0) + 1, tx=last.tx if last else 0,
-        event_id=str(uuid.uuid4()), stream=ref, version=(last.version if last else 0) + 1,
+        event_id=new_event_id(), stream=ref, version=(last.version if last else 0) + 1,
         type=event_type, schema_version=1, occurred_at=occurred_at, occurred_on=occurred_on,
         recorded_at=recorded_at, recorded_by=user, idempotency_key=None,
         payload=canonical_json(data).decode(), hash="")
