@@ -46,7 +46,9 @@ def event_id_at(ms: int) -> str:
     """A new version 7 UUID as text for the Unix millisecond ``ms``: those 48 bits, the
     version nibble 7, 74 random bits from ``os.urandom`` (drawn :data:`IDS_PER_DRAW` ids at
     a time) and the RFC variant. Ids of later milliseconds sort after earlier ones, as text
-    too."""
+    too. ``ms`` outside 48 bits (before 1970, or after the year 10889) is refused."""
+    if not 0 <= ms < 1 << 48:
+        raise ValueError(f"{ms} is not a Unix millisecond a version 7 UUID can hold")
     t = f"{ms:012x}"
     h = _random_digits()
     return f"{t[:8]}-{t[8:]}-7{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"

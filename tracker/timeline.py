@@ -45,4 +45,10 @@ def describe(row: dict[str, Any]) -> str:
     tail = f"  [{'; '.join(marks)}]" if marks else ""
     return (f"{row['occurred_on']}  {row['type']:<22} {data}  "
             f"(by {row['recorded_by']}, recorded {row['recorded_at'][:19]}Z, "
-            f"id {row['event_id'][:8]}){tail}")
+            f"id {short_id(row['event_id'])}){tail}")
+
+
+def short_id(event_id: str) -> str:
+    """An event id's last 12 hex digits, for people: random bits (an id begins with the
+    millisecond it was made in, so its first digits are shared by a whole import)."""
+    return "…" + event_id[-12:]

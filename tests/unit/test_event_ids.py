@@ -8,8 +8,12 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
+from events import ids
 from events.ids import IDS_PER_DRAW, event_id_at, new_event_id
 from tracker.importing import new_event_id as importers_new_event_id
+from tracker.timeline import short_id
 
 #: 2026-12-03 12:00:00.123 UTC as Unix milliseconds
 MS = 1_796_299_200_123
@@ -53,12 +57,28 @@ def test_ids_of_one_millisecond_still_differ() -> None:
     assert {t[14] for t in ids} == {"7"}
 
 
+def test_a_millisecond_outside_48_bits_is_refused() -> None:
+    assert event_id_at(0).startswith("00000000-0000-7")
+    assert event_id_at((1 << 48) - 1).startswith("ffffffff-ffff-7")
+    for ms in (-1, 1 << 48):
+        with pytest.raises(ValueError, match="Unix millisecond"):
+            event_id_at(ms)
+
+
+def test_ids_of_one_millisecond_have_different_short_forms() -> None:
+    a, b = event_id_at(MS), event_id_at(MS)
+    assert a[:8] == b[:8]  # the millisecond: a whole import shares it
+    assert short_id(a) != short_id(b) and short_id(a) == "…" + a[-12:]
+
+
 def test_the_importer_uses_the_same_ids() -> None:
     assert importers_new_event_id is new_event_id
 
 
 def test_a_forked_child_never_hands_out_its_parents_random_bits() -> None:
+    ids._random_hex.clear()
     event_id_at(MS)  # the parent has drawn bits it has not used yet
+    assert ids._random_hex  # (so a child without the fork hook would reuse them)
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: its next id of the same millisecond, to the parent

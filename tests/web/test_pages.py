@@ -103,6 +103,10 @@ def test_void_marks_and_escaped_reasons_on_the_timeline(web: WebHarness) -> None
     page = web.client("nurse").get("/patients/W-0002").text
     assert f'<tr id="e-{visit.event_id}" class="voided">' in page
     assert '<span class="mark">voided</span>' in page
+    void = web.core.store.read_stream("W-0002")[-1]
+    assert void.type == "EntryVoided"
+    # the void is named by its id's random tail (its first digits are the millisecond)
+    assert (f'by <a href="#e-{void.event_id}">…{void.event_id[-12:]}</a>') in page
     assert SCRIPT not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     # known at the moment before the void: the visit is not voided yet
     before = web.client("nurse").get("/patients/W-0002", params={
