@@ -127,9 +127,11 @@ class Recorder(ABC):
             out.update({r[0]: Head(r[1], r[2]) for r in conn.execute(q)})
         return out
 
-    def analyze(self, conn: Connection) -> None:  # noqa: B027 (optional capability)
-        """Refresh the planner's statistics after a bulk load (where there is a planner
-        that needs it); nothing by default."""
+    def analyze(self, conn: Connection,  # noqa: B027 (optional capability)
+                written: int | None = None) -> None:
+        """Refresh the planner's statistics after a bulk load of ``written`` events, if
+        they are stale enough to matter, or whatever their state when ``written`` is None
+        (where there is a planner that needs it); nothing by default."""
 
     @abstractmethod
     def recorded(self, row: Sequence[Any]) -> RecordedEvent:

@@ -137,18 +137,19 @@ class EventStore:
     def transaction(self) -> Iterator[Writer]:
         """One all-or-nothing transaction for any number of appends.
 
-        After a bulk write (:data:`ANALYZE_AFTER` events or more) the planner's statistics
-        are refreshed: on a table PostgreSQL has not analysed yet (autovacuum waits up to a
-        minute) it estimates too few rows for the page query of :meth:`read_all` and
-        sorts everything after the checkpoint for each page, so a scan of a freshly loaded
-        log grew with the square of its length (43 ms a page instead of 1 at 50k)."""
+        After a bulk write (:data:`ANALYZE_AFTER` events or more, and a tenth or more of the
+        rows the planner counted) the planner's statistics are refreshed: on a table
+        PostgreSQL has not analysed yet (autovacuum waits up to a minute) it estimates too
+        few rows for the page query of :meth:`read_all` and sorts everything after the
+        checkpoint for each page, so a scan of a freshly loaded log grew with the square
+        of its length (43 ms a page instead of 1 at 50k)."""
         with self.recorder.write() as conn:
             writer = Writer(self.recorder, conn)
             yield writer
             writer.flush()
         self._remember(writer.heads)  # committed: every head it saw or moved is a fact
         if writer.written >= ANALYZE_AFTER:
-            self.analyze()
+            self.analyze(written=writer.written)
 
     def append(self, stream: str, expected_version: int,
                new: Sequence[NewEvent]) -> list[RecordedEvent]:
@@ -348,10 +349,12 @@ class EventStore:
             out.update({r[0]: (r[1], r[2], r[3]) for r in self._run(q, conn)})
         return out
 
-    def analyze(self) -> None:
-        """Refresh the planner's statistics (PostgreSQL) after a bulk load."""
+    def analyze(self, *, written: int | None = None) -> None:
+        """Refresh the planner's statistics (PostgreSQL) after a bulk load: always, or,
+        given the ``written`` events of a transaction, only when that is a large enough
+        share of what the planner counted (``postgres.STALE_SHARE``)."""
         with self._autocommit.connect() as conn:
-            self.recorder.analyze(conn)
+            self.recorder.analyze(conn, written)
 
     def streams(self, kind: str | None = None) -> list[str]:
         """Every stream's name, or only those of one kind (see streams.py)."""
