@@ -4,9 +4,10 @@ Every event id goes into the unique index on ``events.event_id``. A random (vers
 lands on a random leaf of that b-tree, so once the index outgrows the database's buffer
 cache nearly every insert touches a page no recent insert touched: on PostgreSQL the first
 change to a page after a checkpoint writes the whole 8 KiB page to the WAL, and a long
-import spent more and more of its time there (``docs/store-performance.md``, "Event ids
-in time order"). A version 7 id (RFC 9562) starts with the Unix time in milliseconds, so
-new ids sort after older ones and the index grows at its right edge like the position's.
+import spent more and more of its time there (``docs/store-performance.md``, "At scale:
+6 million events on PostgreSQL"). A version 7 id (RFC 9562) starts with the Unix time in
+milliseconds, so new ids sort after older ones and the index grows at its right edge like
+the position's.
 
 The time prefix only orders index pages. Nothing reads it back: an event's clinical time
 is ``occurred_at`` and its recording time ``recorded_at``. It is taken from the system
