@@ -42,13 +42,17 @@ class Options:
     traced: bool
     #: each read is timed this many times, the systems taking turns; the fastest is kept
     read_rounds: int = 3
+    #: each system's single appends are timed this many times, taking turns; the fastest
+    #: is kept (3000 SQLite appends take ~0.2 s: one busy spell decided the ratio)
+    append_rounds: int = 3
     #: which sections run (all by default): append, writers, import, read
     sections: frozenset[str] = frozenset(("append", "writers", "import", "read"))
 
 
 def faster(kept: Result | None, new: Result) -> Result:
-    """The faster of two rounds of one read, keeping the first round's memory figures
-    (only the first round runs under tracemalloc). The rounds alternate between the
+    """The faster of two rounds of one read (or of one system's single appends), keeping
+    the first round's note and memory figures (only a read's first round runs under
+    tracemalloc). The rounds alternate between the
     systems, so a busy spell on the shared machine falls on each of them alike."""
     if kept is None:
         return new
@@ -73,6 +77,9 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--read-rounds", type=int,
                    help="times each read is timed, the systems taking turns; the fastest "
                         "is kept (default 3, --quick 1)")
+    p.add_argument("--append-rounds", type=int,
+                   help="times each system's single appends are timed, the systems taking "
+                        "turns; the fastest is kept (default 3, --quick 1)")
     p.add_argument("--generator", choices=("cohort", "simple"), default="cohort",
                    help="tracker.synthetic.generate_cohort, or the bench's own simple lines")
     p.add_argument("--no-diagnostics", action="store_true",
@@ -88,8 +95,9 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     unknown = sections - {"append", "writers", "import", "read"}
     if unknown:
         p.error(f"unknown section(s): {', '.join(sorted(unknown))}")
-    if a.read_rounds is not None and a.read_rounds < 1:
-        p.error("--read-rounds must be at least 1")
+    for flag, value in (("--read-rounds", a.read_rounds), ("--append-rounds", a.append_rounds)):
+        if value is not None and value < 1:
+            p.error(f"{flag} must be at least 1")
     appends = a.appends or (300 if a.quick else 3000)
     sizes = ([int(s) for s in a.read_sizes.split(",")] if a.read_sizes
              else [5000, 20000] if a.quick else [50_000, 200_000])
@@ -99,5 +107,6 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         per_writer=a.per_writer or max(1, appends // max(1, a.writers)),
         import_events=a.import_events or (5000 if a.quick else 50_000),
         read_sizes=sizes, read_rounds=a.read_rounds or (1 if a.quick else 3),
+        append_rounds=a.append_rounds or (1 if a.quick else 3),
         generator=a.generator, diagnostics=not a.no_diagnostics,
         traced=not a.no_tracemalloc, sections=sections), a

@@ -1,5 +1,6 @@
 """bench.store keeps the fastest of its alternating read rounds, with the first round's
-memory figures (only the first round is traced), and parses --read-rounds."""
+memory figures (only the first round is traced), and parses --read-rounds and
+--append-rounds."""
 
 from __future__ import annotations
 
@@ -35,8 +36,23 @@ def test_rounds_default_to_three_and_to_one_when_quick() -> None:
     assert parse_args(["--read-rounds", "5"])[0].read_rounds == 5
 
 
-def test_fewer_than_one_round_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+def test_append_rounds_default_to_three_and_to_one_when_quick() -> None:
+    assert parse_args([])[0].append_rounds == 3
+    assert parse_args(["--quick"])[0].append_rounds == 1
+    assert parse_args(["--append-rounds", "2"])[0].append_rounds == 2
+
+
+def test_the_faster_of_two_append_rounds_is_kept() -> None:
+    slow = Result("append x1", "sqlite", "ours", 3000, 0.20, "1 event per transaction")
+    fast = Result("append x1", "sqlite", "ours", 3000, 0.15, "1 event per transaction")
+    assert faster(faster(None, slow), fast).seconds == 0.15
+    assert faster(faster(None, fast), slow) is fast
+
+
+@pytest.mark.parametrize("flag", ["--read-rounds", "--append-rounds"])
+def test_fewer_than_one_round_is_refused(flag: str, capsys: pytest.CaptureFixture[str]
+                                         ) -> None:
     with pytest.raises(SystemExit) as exit_:
-        parse_args(["--read-rounds", "0"])
+        parse_args([flag, "0"])
     assert exit_.value.code == 2
-    assert "--read-rounds must be at least 1" in capsys.readouterr().err
+    assert f"{flag} must be at least 1" in capsys.readouterr().err
