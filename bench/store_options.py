@@ -42,8 +42,9 @@ class Options:
     traced: bool
     #: each read is timed this many times, the systems taking turns; the fastest is kept
     read_rounds: int = 3
-    #: each system's single appends are timed this many times, taking turns; the fastest
-    #: is kept (3000 SQLite appends take ~0.2 s: one busy spell decided the ratio)
+    #: each system's single appends (and its writers) are timed this many times, taking
+    #: turns; the fastest is kept (3000 SQLite appends take ~0.2 s: one busy spell
+    #: decided the ratio)
     append_rounds: int = 3
     #: which sections run (all by default): append, writers, import, read
     sections: frozenset[str] = frozenset(("append", "writers", "import", "read"))
@@ -78,8 +79,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
                    help="times each read is timed, the systems taking turns; the fastest "
                         "is kept (default 3, --quick 1)")
     p.add_argument("--append-rounds", type=int,
-                   help="times each system's single appends are timed, the systems taking "
-                        "turns; the fastest is kept (default 3, --quick 1)")
+                   help="times each system's single appends and writers are timed, the "
+                        "systems taking turns; the fastest is kept (default 3, --quick 1)")
     p.add_argument("--generator", choices=("cohort", "simple"), default="cohort",
                    help="tracker.synthetic.generate_cohort, or the bench's own simple lines")
     p.add_argument("--no-diagnostics", action="store_true",
