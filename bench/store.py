@@ -569,16 +569,16 @@ def run_backend(backend: str, opts: Options, tmp: Path, results: list[Result]) -
 
 
 def _run_appends(backend: str, opts: Options, dbs: Databases, results: list[Result]) -> None:
-    _log(f"{backend}: single appends ({opts.appends} events, {opts.append_rounds} "
-         "alternating rounds)")
+    # the writers section needs each system's database only once: one round for it alone
+    rounds = opts.append_rounds if "append" in opts.sections else 1
+    _log(f"{backend}: single appends ({opts.appends} events, {rounds} alternating "
+         "round(s))")
     items = to_items(cohort_lines(1, opts.appends, opts.generator))
     kinds = ["ours", "core", ES]
     if backend == "postgresql" and opts.diagnostics:
         kinds.insert(1, "ours-noping")
     urls: dict[str, str] = {}
     best: dict[str, Result] = {}
-    # the writers section needs each system's database only once: one round for it alone
-    rounds = opts.append_rounds if "append" in opts.sections else 1
     for _ in range(rounds):
         for kind in kinds:
             urls[kind], result = bench_single(dbs, kind, items)
@@ -586,14 +586,15 @@ def _run_appends(backend: str, opts: Options, dbs: Databases, results: list[Resu
     if "append" in opts.sections:
         results.extend(best[kind] for kind in kinds)
     if backend == "postgresql" and opts.writers > 1 and "writers" in opts.sections:
+        writing = ("ours", "core", ES)
         kept: dict[str, Result] = {}
         for round_ in range(opts.append_rounds):
-            for kind in ("ours", "core", ES):
+            for kind in writing:
                 _log(f"{backend}: {opts.writers} writers, {kind} (round {round_ + 1})")
                 kept[kind] = faster(kept.get(kind), bench_writers(
                     backend, kind, urls[kind], opts.writers, opts.per_writer,
                     opts.generator, seed=1000 + round_ * opts.writers))
-        results.extend(kept[kind] for kind in ("ours", "core", ES))
+        results.extend(kept[kind] for kind in writing)
 
 
 def _run_reads(backend: str, opts: Options, dbs: Databases, results: list[Result]) -> None:

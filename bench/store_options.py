@@ -51,10 +51,10 @@ class Options:
 
 
 def faster(kept: Result | None, new: Result) -> Result:
-    """The faster of two rounds of one read (or of one system's single appends), keeping
-    the first round's note and memory figures (only a read's first round runs under
-    tracemalloc). The rounds alternate between the
-    systems, so a busy spell on the shared machine falls on each of them alike."""
+    """The faster of two rounds of one read, or of one system's single appends or
+    writers, keeping the first round's note and memory figures (only a read's first round
+    runs under tracemalloc). The rounds alternate between the systems, so a busy spell on
+    the shared machine falls on each of them alike."""
     if kept is None:
         return new
     if new.seconds >= kept.seconds:
